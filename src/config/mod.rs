@@ -1,0 +1,150 @@
+//! Configuration: the TOML file (format fixed by the contract) read, checked and turned into
+//! a typed [`Config`]. Every problem in a file is collected and reported at once, one per
+//! line, each naming the file and the key path (`obf.toml: org[1] ("acme").interval: ...`).
+//!
+//! Layers, one way: TOML text → `toml::Table` → `schema` walk (unknown / mistyped keys) →
+//! `raw` serde structs → validation (`settings`, `secret`, `orgs`, `web`) → [`Config`].
+//! Secrets are read here (files, environment) so a bad secret fails `check` and startup,
+//! and are only ever held as [`SecretString`]. This module does not watch the file or
+//! decide when to reload; it only answers "what does this file say".
+
+mod org;
+mod orgs;
+mod raw;
+mod report;
+mod schedule;
+mod schema;
+mod secret;
+mod settings;
+mod web;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+
+pub use org::{ApiVersion, AuthMode, OrgConfig, OrgName, SecretSource};
+pub use schedule::{CronSchedule, Schedule};
+pub use secrecy::SecretString;
+pub use web::WebConfig;
+
+use raw::{RawFile, SCHEMA};
+use report::{line_col, Problems};
+use settings::{Layer, Level};
+
+/// Where the agent listens when neither the file nor the command line says.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9852));
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[exporter] listen`; `None` when the file does not say (the CLI then decides, falling
+    /// back to [`DEFAULT_LISTEN`]).
+    pub listen: Option<SocketAddr>,
+    /// `[exporter.web]`, if present.
+    pub web: Option<WebConfig>,
+    /// In file order; names are unique.
+    pub orgs: Vec<OrgConfig>,
+    /// Things that work but deserve a log line (e.g. an inline secret).
+    pub warnings: Vec<String>,
+}
+
+/// Everything wrong with a config file, one problem per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Reads and validates the config file at `path`, with secrets from the real environment and
+/// file system.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![format!("{origin}: cannot read config file: {e}")],
+    })?;
+    parse(&text, &origin, &|name| std::env::var(name).ok())
+}
+
+/// Validates config `text`. `origin` names the file in messages; `env` looks up environment
+/// variables (for `client_secret_env`). Secret, CA and TLS files are read relative to the
+/// process's working directory.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut p = Problems::new(origin);
+    let mut table: toml::Table = match text.parse() {
+        Ok(table) => table,
+        Err(e) => {
+            // Only the position and toml's message: its full Display quotes the source line,
+            // which may hold an inline secret.
+            let e: toml::de::Error = e;
+            let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
+            p.file(format!(
+                "line {line}, column {column}: TOML syntax error: {}",
+                e.message().trim_end()
+            ));
+            return Err(ConfigError {
+                problems: p.into_vec(),
+            });
+        }
+    };
+    schema::check(&mut table, &SCHEMA, &mut p);
+    let raw: RawFile = match table.try_into() {
+        Ok(raw) => raw,
+        Err(e) => {
+            // The schema walk leaves only shapes serde accepts; this is a safety net.
+            let e: toml::de::Error = e;
+            p.file(e.message().trim_end());
+            return Err(ConfigError {
+                problems: p.into_vec(),
+            });
+        }
+    };
+
+    let mut warnings = Vec::new();
+    let exporter = raw.exporter.unwrap_or_default();
+    let listen = exporter.listen.as_deref().and_then(|text| {
+        text.parse::<SocketAddr>()
+            .map_err(|e| {
+                p.at(
+                    "exporter.listen",
+                    format!("invalid socket address {text:?} (expected IP:PORT, e.g. \"0.0.0.0:9852\"): {e}"),
+                );
+            })
+            .ok()
+    });
+    let web = exporter
+        .web
+        .as_ref()
+        .and_then(|w| web::validate(w, &mut p, &mut warnings));
+
+    let defaults = Layer::parse(
+        &raw.defaults.unwrap_or_default(),
+        "defaults",
+        Level::Defaults,
+        &mut p,
+    );
+    defaults.check_defaults(&mut p);
+
+    if raw.org.is_empty() && !p.reported("org") {
+        p.file("no [[org]] configured; add at least one [[org]] table");
+    }
+    let orgs = orgs::validate(&raw.org, &defaults, env, &mut p, &mut warnings);
+
+    if !p.is_empty() {
+        return Err(ConfigError {
+            problems: p.into_vec(),
+        });
+    }
+    Ok(Config {
+        listen,
+        web,
+        orgs: orgs.into_iter().map(|(_, org)| org).collect(),
+        warnings,
+    })
+}

@@ -1,0 +1,489 @@
+//! The overridable settings (`[defaults]` and the same keys in each `[[org]]`): parsing each
+//! table's values, layering org over defaults over built-in defaults, and the checks that
+//! involve two settings at once (jitter vs interval, refresh margin vs max age).
+//!
+//! Every resolved value remembers which key it came from, so a cross-check names the keys
+//! the user actually has to change.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::RawSettings;
+use super::report::{join, Problems};
+use super::{ApiVersion, AuthMode, CronSchedule, Schedule};
+
+pub(crate) const DEFAULT_HOST: &str = "https://openbadgefactory.com";
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_JITTER: Duration = Duration::ZERO;
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TOKEN_MIN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TOKEN_MAX_AGE: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_SUBSCRIPTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Which layer a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    Builtin,
+    Defaults(String),
+    Org(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Builtin => f.write_str("built-in default"),
+            Self::Defaults(path) | Self::Org(path) => write!(f, "from {path}"),
+        }
+    }
+}
+
+/// A value and the key it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// One table's value for one key.
+#[derive(Debug, Clone)]
+pub(crate) enum Slot<T> {
+    /// Not in this table: fall through to the next layer.
+    Unset,
+    /// Present but unusable; already reported.
+    Invalid,
+    Set(Sourced<T>),
+}
+
+impl<T: Clone> Slot<T> {
+    /// This layer's value, else `lower`'s, else `builtin`. `None` means an invalid value was
+    /// chosen (already reported), so checks depending on it are skipped.
+    fn over(&self, lower: &Slot<T>, builtin: Option<T>) -> Option<Option<Sourced<T>>> {
+        match (self, lower) {
+            (Slot::Set(v), _) | (Slot::Unset, Slot::Set(v)) => Some(Some(v.clone())),
+            (Slot::Invalid, _) | (Slot::Unset, Slot::Invalid) => None,
+            (Slot::Unset, Slot::Unset) => Some(builtin.map(|value| Sourced {
+                value,
+                source: Source::Builtin,
+            })),
+        }
+    }
+
+    /// Like [`Slot::over`] for keys that always have a built-in default.
+    fn over_or(&self, lower: &Slot<T>, builtin: T) -> Option<Sourced<T>> {
+        self.over(lower, Some(builtin)).flatten()
+    }
+}
+
+/// The parsed overridable keys of one table.
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    host: Slot<String>,
+    api: Slot<ApiVersion>,
+    auth: Slot<AuthMode>,
+    schedule: Slot<Schedule>,
+    jitter: Slot<Duration>,
+    timeout: Slot<Duration>,
+    token_refresh_margin: Slot<Duration>,
+    token_min_interval: Slot<Duration>,
+    token_max_age: Slot<Duration>,
+    subscription_check_interval: Slot<Duration>,
+    ca_file: Slot<PathBuf>,
+}
+
+/// Whether a layer is `[defaults]` or an org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    Defaults,
+    Org,
+}
+
+/// The settings of one org with every layer applied.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub host: Sourced<String>,
+    pub api: ApiVersion,
+    pub auth: Sourced<AuthMode>,
+    pub schedule: Schedule,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub token_refresh_margin: Sourced<Duration>,
+    pub token_min_interval: Sourced<Duration>,
+    pub token_max_age: Sourced<Duration>,
+    pub subscription_check_interval: Duration,
+    pub ca_file: Option<Sourced<PathBuf>>,
+}
+
+impl Layer {
+    /// An empty layer: every key unset.
+    pub(crate) fn empty() -> Self {
+        Self {
+            host: Slot::Unset,
+            api: Slot::Unset,
+            auth: Slot::Unset,
+            schedule: Slot::Unset,
+            jitter: Slot::Unset,
+            timeout: Slot::Unset,
+            token_refresh_margin: Slot::Unset,
+            token_min_interval: Slot::Unset,
+            token_max_age: Slot::Unset,
+            subscription_check_interval: Slot::Unset,
+            ca_file: Slot::Unset,
+        }
+    }
+
+    /// Parses one table's keys; `ctx` is its path (`defaults`, `org[0] ("acme")`).
+    pub(crate) fn parse(raw: &RawSettings, ctx: &str, level: Level, p: &mut Problems) -> Self {
+        let t = TableCtx { ctx, level };
+        let schedule = match (&raw.interval, &raw.cron) {
+            (Some(_), Some(_)) => {
+                p.at(
+                    ctx,
+                    "both `interval` and `cron` are set in the same table; use only one",
+                );
+                Slot::Invalid
+            }
+            (Some(_), None) => t.slot("interval", &raw.interval, p, |v| {
+                nonzero_duration(v).map(Schedule::Interval)
+            }),
+            (None, Some(_)) => t.slot("cron", &raw.cron, p, |v| {
+                CronSchedule::parse(v).map(Schedule::Cron)
+            }),
+            (None, None) => Slot::Unset,
+        };
+        Self {
+            host: t.slot("host", &raw.host, p, normalize_host),
+            api: t.slot("api", &raw.api, p, |v| {
+                ApiVersion::parse(v).ok_or_else(|| unknown_value(v, &ApiVersion::ALLOWED))
+            }),
+            auth: t.slot("auth", &raw.auth, p, |v| {
+                AuthMode::parse(v).ok_or_else(|| unknown_value(v, &AuthMode::ALLOWED))
+            }),
+            schedule,
+            jitter: t.slot("jitter", &raw.jitter, p, duration),
+            timeout: t.slot("timeout", &raw.timeout, p, nonzero_duration),
+            token_refresh_margin: t.slot(
+                "token_refresh_margin",
+                &raw.token_refresh_margin,
+                p,
+                duration,
+            ),
+            token_min_interval: t.slot(
+                "token_min_interval",
+                &raw.token_min_interval,
+                p,
+                nonzero_duration,
+            ),
+            token_max_age: t.slot("token_max_age", &raw.token_max_age, p, nonzero_duration),
+            subscription_check_interval: t.slot(
+                "subscription_check_interval",
+                &raw.subscription_check_interval,
+                p,
+                duration,
+            ),
+            ca_file: t.slot("ca_file", &raw.ca_file, p, readable_file),
+        }
+    }
+
+    /// Applies `self` (an org) over `defaults` over the built-in defaults and runs the
+    /// cross-checks. `None` when a chosen value was invalid (already reported).
+    pub(crate) fn resolve(
+        &self,
+        defaults: &Layer,
+        ctx: &str,
+        p: &mut Problems,
+    ) -> Option<Settings> {
+        self.resolve_checking(defaults, ctx, false, p)
+    }
+
+    /// Runs the cross-checks on `[defaults]` alone (over the built-in defaults), so a
+    /// mistake there is reported once rather than once per org.
+    pub(crate) fn check_defaults(&self, p: &mut Problems) {
+        // Only the problems are wanted here; each org resolves its own settings.
+        let _ = Layer::empty().resolve_checking(self, "defaults", true, p);
+    }
+
+    fn resolve_checking(
+        &self,
+        defaults: &Layer,
+        ctx: &str,
+        check_all: bool,
+        p: &mut Problems,
+    ) -> Option<Settings> {
+        let interval = Schedule::Interval(DEFAULT_INTERVAL);
+        let host = self.host.over_or(&defaults.host, DEFAULT_HOST.to_owned());
+        let api = self.api.over_or(&defaults.api, ApiVersion::V2);
+        let auth = self.auth.over_or(&defaults.auth, AuthMode::Basic);
+        let schedule = self.schedule.over_or(&defaults.schedule, interval);
+        let jitter = self.jitter.over_or(&defaults.jitter, DEFAULT_JITTER);
+        let timeout = self.timeout.over_or(&defaults.timeout, DEFAULT_TIMEOUT);
+        let margin = self
+            .token_refresh_margin
+            .over_or(&defaults.token_refresh_margin, DEFAULT_TOKEN_REFRESH_MARGIN);
+        let min_interval = self
+            .token_min_interval
+            .over_or(&defaults.token_min_interval, DEFAULT_TOKEN_MIN_INTERVAL);
+        let max_age = self
+            .token_max_age
+            .over_or(&defaults.token_max_age, DEFAULT_TOKEN_MAX_AGE);
+        let subscription = self.subscription_check_interval.over_or(
+            &defaults.subscription_check_interval,
+            DEFAULT_SUBSCRIPTION_CHECK_INTERVAL,
+        );
+        let ca_file = self.ca_file.over(&defaults.ca_file, None);
+
+        let pairs = Pairs {
+            schedule: schedule.as_ref(),
+            jitter: jitter.as_ref(),
+            margin: margin.as_ref(),
+            max_age: max_age.as_ref(),
+        };
+        pairs.check(ctx, check_all, p);
+
+        Some(Settings {
+            host: host?,
+            api: api?.value,
+            auth: auth?,
+            schedule: schedule?.value,
+            jitter: jitter?.value,
+            timeout: timeout?.value,
+            token_refresh_margin: margin?,
+            token_min_interval: min_interval?,
+            token_max_age: max_age?,
+            subscription_check_interval: subscription?.value,
+            ca_file: ca_file?,
+        })
+    }
+}
+
+/// The table a [`Layer`] is being parsed from.
+struct TableCtx<'a> {
+    ctx: &'a str,
+    level: Level,
+}
+
+impl TableCtx<'_> {
+    fn slot<T>(
+        &self,
+        key: &str,
+        value: &Option<String>,
+        p: &mut Problems,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Slot<T> {
+        let Some(text) = value else {
+            return Slot::Unset;
+        };
+        let path = join(self.ctx, key);
+        match parse(text) {
+            Ok(value) => Slot::Set(Sourced {
+                value,
+                source: match self.level {
+                    Level::Defaults => Source::Defaults(path),
+                    Level::Org => Source::Org(path),
+                },
+            }),
+            Err(message) => {
+                p.at(&path, message);
+                Slot::Invalid
+            }
+        }
+    }
+}
+
+/// The values that are checked against each other.
+struct Pairs<'a> {
+    schedule: Option<&'a Sourced<Schedule>>,
+    jitter: Option<&'a Sourced<Duration>>,
+    margin: Option<&'a Sourced<Duration>>,
+    max_age: Option<&'a Sourced<Duration>>,
+}
+
+impl Pairs<'_> {
+    /// jitter < interval and token_refresh_margin < token_max_age. Unless `check_all`, a pair
+    /// is only checked when the org set one of its two values: pairs from `[defaults]` alone
+    /// were checked once by [`Layer::check_defaults`].
+    fn check(&self, ctx: &str, check_all: bool, p: &mut Problems) {
+        let here = |a: &Source, b: &Source| {
+            check_all || matches!(a, Source::Org(_)) || matches!(b, Source::Org(_))
+        };
+        if let (Some(schedule), Some(jitter)) = (self.schedule, self.jitter) {
+            if let Schedule::Interval(interval) = schedule.value {
+                if jitter.value >= interval && here(&schedule.source, &jitter.source) {
+                    p.at(
+                        ctx,
+                        format!(
+                            "jitter ({}, {}) must be less than interval ({}, {})",
+                            humantime::format_duration(jitter.value),
+                            jitter.source,
+                            humantime::format_duration(interval),
+                            schedule.source
+                        ),
+                    );
+                }
+            }
+        }
+        if let (Some(margin), Some(max_age)) = (self.margin, self.max_age) {
+            if margin.value >= max_age.value && here(&margin.source, &max_age.source) {
+                p.at(
+                    ctx,
+                    format!(
+                        "token_refresh_margin ({}, {}) must be less than token_max_age ({}, {})",
+                        humantime::format_duration(margin.value),
+                        margin.source,
+                        humantime::format_duration(max_age.value),
+                        max_age.source
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn unknown_value(value: &str, allowed: &[&str]) -> String {
+    let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+    format!("unknown value {value:?} (allowed: {})", allowed.join(", "))
+}
+
+/// A humantime duration (`"90s"`, `"1h 30m"`).
+pub(crate) fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+fn nonzero_duration(text: &str) -> Result<Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err(format!("must be greater than zero, got {text:?}")),
+        d => Ok(d),
+    }
+}
+
+/// Checks the file can be read now, so a typo fails at startup rather than at first use.
+pub(crate) fn readable_file(path: &str) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("empty path".to_owned());
+    }
+    std::fs::read(path)
+        .map(|_| PathBuf::from(path))
+        .map_err(|e| format!("cannot read {path:?}: {e}"))
+}
+
+/// Validates an http(s) base URL and normalises it to `scheme://host[:port][/prefix]`: scheme
+/// and host lower-cased, no trailing slash, so equal hosts compare equal.
+pub(crate) fn normalize_host(text: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("invalid host {text:?}: {why}"));
+    let lower = text.to_ascii_lowercase();
+    let (scheme, rest) = if lower.starts_with("https://") {
+        ("https", text.get("https://".len()..).unwrap_or_default())
+    } else if lower.starts_with("http://") {
+        ("http", text.get("http://".len()..).unwrap_or_default())
+    } else {
+        return bad("must start with http:// or https://");
+    };
+    if rest.contains(['?', '#']) {
+        return bad("must not have a query or fragment");
+    }
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain whitespace");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return bad("must not contain user info (credentials belong in client_secret_*)");
+    }
+    let (hostname, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((addr, tail)) if addr.parse::<std::net::Ipv6Addr>().is_ok() => {
+                let port = match tail {
+                    "" => None,
+                    _ => match tail.strip_prefix(':') {
+                        Some(port) => Some(port),
+                        None => return bad("unexpected text after the IPv6 address"),
+                    },
+                };
+                (authority.get(..addr.len() + 2).unwrap_or_default(), port)
+            }
+            _ => return bad("invalid IPv6 address"),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, port)) => (h, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if hostname.is_empty() {
+        return bad("no host name");
+    }
+    if !hostname.starts_with('[')
+        && !hostname
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return bad("host name has characters a host name cannot have");
+    }
+    let port = match port {
+        None => String::new(),
+        Some(port) => match port.parse::<u16>() {
+            Ok(n) if n > 0 => format!(":{n}"),
+            _ => return bad("port must be a number from 1 to 65535"),
+        },
+    };
+    let path = path.trim_end_matches('/');
+    Ok(format!(
+        "{scheme}://{}{port}{path}",
+        hostname.to_lowercase()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalised() {
+        let cases = [
+            (
+                "https://openbadgefactory.com",
+                "https://openbadgefactory.com",
+            ),
+            (
+                "https://openbadgefactory.com/",
+                "https://openbadgefactory.com",
+            ),
+            ("HTTPS://Factory.CanCred.ca//", "https://factory.cancred.ca"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            ("http://[::1]:9/obf/api/", "http://[::1]:9/obf/api"),
+            ("https://proxy.example/obf", "https://proxy.example/obf"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_host(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_hosts_are_refused() {
+        for bad in [
+            "openbadgefactory.com",
+            "ftp://x",
+            "https://",
+            "https:///path",
+            "https://x?y=1",
+            "https://x#frag",
+            "https://user:pw@x",
+            "https://x:0",
+            "https://x:99999",
+            "https://x:port",
+            "https://a b",
+            "http://[nope]:1",
+            "http://[::1]x",
+        ] {
+            assert!(normalize_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_use_humantime() {
+        assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        let err = duration("5").expect_err("no unit");
+        assert!(err.starts_with("invalid duration \"5\": "), "{err}");
+        assert!(nonzero_duration("0s").is_err());
+    }
+}

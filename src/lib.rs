@@ -1,0 +1,18 @@
+//! obf-exporter: watches Open Badge Factory API credentials and exposes Prometheus metrics.
+//!
+//! Data flows one way: config → schedule → probe → (token cache, OBF client) → metrics → server.
+
+pub mod agent;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod metrics;
+pub mod obf_client;
+pub mod probe;
+pub mod random;
+pub mod reason;
+pub mod schedule;
+pub mod server;
+pub mod sim;
+pub mod token;

@@ -1,0 +1,374 @@
+//! One probe of one org: token (cached or fresh) → ping → subscription check → metrics and logs.
+//!
+//! It owns the "403 with a cached token" rule (drop it, get a fresh one, ping once more), the
+//! `no_token` outcome, state-change logging and the org's recent history. It does not know when it
+//! runs (the schedule decides) nor how tokens are spaced (the token cache decides).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::OrgConfig;
+use crate::metrics::OrgMetrics;
+use crate::obf_client::{CallFailure, Endpoint, ObfClient};
+use crate::reason::Reason;
+use crate::token::{Acquired, Token, TokenCache, TokenFailure};
+
+/// How many results each org keeps for the status page.
+pub const HISTORY_LEN: usize = 20;
+
+/// A failed subscription check is tried again after this, not at every run.
+const SUBSCRIPTION_RETRY: Duration = Duration::from_secs(60);
+
+/// How the probe got its token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenUse {
+    /// Served from the cache.
+    Reused,
+    /// Requested in this probe.
+    Fetched,
+    /// A request was sent and failed.
+    Failed,
+    /// No request was allowed yet and no token was at hand.
+    None,
+}
+
+/// The outcome of one probe, for logs, the status page and the `probe` command.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeReport {
+    pub org: String,
+    pub success: bool,
+    pub reason: Option<Reason>,
+    /// HTTP status of the last ping sent.
+    pub status: Option<u16>,
+    pub ping_seconds: Option<f64>,
+    pub token: TokenUse,
+    pub token_seconds: Option<f64>,
+    pub token_failure: Option<Reason>,
+    pub token_expires_at: Option<f64>,
+    pub credentials_valid: Option<bool>,
+    pub subscription_ends: Option<i64>,
+    /// Unix seconds.
+    pub finished_at: f64,
+    /// Why it failed, safe to show (no secrets, no tokens).
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    Ok,
+    Failing(Reason),
+}
+
+#[derive(Default)]
+struct OrgState {
+    health: Option<Health>,
+    credentials_valid: Option<bool>,
+    subscription_due: Option<Instant>,
+    subscription_ends: Option<i64>,
+    history: VecDeque<ProbeReport>,
+}
+
+/// A configured org with everything a probe needs.
+pub struct Org {
+    pub config: OrgConfig,
+    pub metrics: OrgMetrics,
+    pub tokens: Arc<TokenCache>,
+    pub client: ObfClient,
+    state: Mutex<OrgState>,
+}
+
+impl Org {
+    pub fn new(
+        config: OrgConfig,
+        metrics: OrgMetrics,
+        tokens: Arc<TokenCache>,
+        client: ObfClient,
+    ) -> Self {
+        Org {
+            config,
+            metrics,
+            tokens,
+            client,
+            state: Mutex::new(OrgState::default()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.config.name.as_str()
+    }
+
+    /// The most recent results, newest last.
+    pub fn history(&self) -> Vec<ProbeReport> {
+        self.lock_state().history.iter().cloned().collect()
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, OrgState> {
+        // A panic while holding this lock cannot leave it inconsistent: every write is one field.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            host: &self.config.host,
+            client_id: &self.config.client_id,
+            timeout: self.config.timeout,
+        }
+    }
+
+    /// Runs one probe and records it.
+    pub async fn probe(&self) -> ProbeReport {
+        let mut report = ProbeReport {
+            org: self.name().to_string(),
+            success: false,
+            reason: None,
+            status: None,
+            ping_seconds: None,
+            token: TokenUse::None,
+            token_seconds: None,
+            token_failure: None,
+            token_expires_at: None,
+            credentials_valid: None,
+            subscription_ends: None,
+            finished_at: 0.0,
+            detail: None,
+        };
+
+        let acquired = self.acquire_token(None, &mut report).await;
+        let token = match acquired.token {
+            Some(token) => {
+                self.ping_with_retry(token, acquired.reused, &mut report)
+                    .await
+            }
+            None => {
+                self.fail_without_token(&mut report);
+                None
+            }
+        };
+        self.check_subscription(token.as_ref(), &mut report).await;
+
+        let snapshot = self.tokens.snapshot().await;
+        if let Some(valid) = snapshot.credentials_valid {
+            self.metrics.set_credentials_valid(valid);
+        }
+        if let Some(at) = snapshot.token_expires_at {
+            self.metrics.set_token_expiry(at);
+            report.token_expires_at = Some(crate::metrics::unix_seconds(at));
+        }
+        report.credentials_valid = snapshot.credentials_valid;
+        report.finished_at = crate::metrics::unix_seconds(SystemTime::now());
+        self.remember(&report);
+        report
+    }
+
+    /// Pings with `token`; on 401/403 with a cached token, drops it and pings once more with a
+    /// fresh one. Returns the token that is still believed good, for the subscription check.
+    async fn ping_with_retry(
+        &self,
+        token: Token,
+        reused: bool,
+        report: &mut ProbeReport,
+    ) -> Option<Token> {
+        let failure = match self.ping(&token, report).await {
+            Ok(()) => return Some(token),
+            Err(failure) => failure,
+        };
+        let refused = matches!(failure.status, Some(401 | 403));
+        if !(refused && reused) {
+            self.fail_ping(failure, report);
+            return (!refused).then_some(token);
+        }
+        tracing::debug!(org = self.name(), status = ?failure.status, "cached token refused; getting a fresh one");
+        let again = self.acquire_token(Some(token.generation), report).await;
+        match again.token {
+            Some(fresh) if fresh.generation != token.generation => {
+                match self.ping(&fresh, report).await {
+                    Ok(()) => Some(fresh),
+                    Err(failure) => {
+                        let refused = matches!(failure.status, Some(401 | 403));
+                        self.fail_ping(failure, report);
+                        (!refused).then_some(fresh)
+                    }
+                }
+            }
+            _ if again.request.is_some() => {
+                // The token endpoint was asked and gave nothing: the ping could not be repeated.
+                self.fail_without_token(report);
+                None
+            }
+            _ => {
+                // No fresh token within this probe's time: the refusal stands; the next run
+                // requests a fresh token because the refused one is gone from the cache.
+                self.fail_ping(failure, report);
+                None
+            }
+        }
+    }
+
+    async fn ping(&self, token: &Token, report: &mut ProbeReport) -> Result<(), CallFailure> {
+        let started = Instant::now();
+        let result = self
+            .client
+            .ping(&self.endpoint(), self.config.api, &token.access_token)
+            .await;
+        let elapsed = started.elapsed();
+        report.ping_seconds = Some(elapsed.as_secs_f64());
+        match result {
+            Ok(ok) => {
+                self.metrics.ping_succeeded(ok.status, elapsed);
+                report.success = true;
+                report.reason = None;
+                report.status = Some(ok.status);
+                report.detail = None;
+                Ok(())
+            }
+            Err(failure) => {
+                self.metrics.ping_duration.observe(elapsed.as_secs_f64());
+                report.status = failure.status;
+                Err(failure)
+            }
+        }
+    }
+
+    fn fail_ping(&self, failure: CallFailure, report: &mut ProbeReport) {
+        // The duration was observed when the request returned.
+        self.metrics
+            .ping_failed(failure.reason, failure.status, None);
+        report.success = false;
+        report.reason = Some(failure.reason);
+        report.detail = Some(failure.detail);
+    }
+
+    fn fail_without_token(&self, report: &mut ProbeReport) {
+        self.metrics.ping_failed(Reason::NoToken, None, None);
+        report.success = false;
+        report.reason = Some(Reason::NoToken);
+        if report.detail.is_none() {
+            report.detail = Some(match report.token_failure {
+                Some(reason) => format!("no usable token: token request failed ({reason})"),
+                None => "no usable token: next token request not allowed yet".to_string(),
+            });
+        }
+    }
+
+    async fn acquire_token(&self, replace: Option<u64>, report: &mut ProbeReport) -> Acquired {
+        let client = &self.client;
+        let endpoint = self.endpoint();
+        let secret = &self.config.client_secret;
+        let auth = self.config.auth;
+        let acquired = self
+            .tokens
+            .acquire(self.config.timeout, replace, || async {
+                client
+                    .request_token(&endpoint, secret, auth)
+                    .await
+                    .map_err(TokenFailure::from)
+            })
+            .await;
+        if let Some(request) = &acquired.request {
+            let failure = request.result.as_ref().err();
+            self.metrics
+                .token_refreshed(request.duration, failure.map(|f| f.reason));
+            report.token_seconds = Some(request.duration.as_secs_f64());
+            report.token = match failure {
+                None => TokenUse::Fetched,
+                Some(f) => {
+                    report.token_failure = Some(f.reason);
+                    report.detail = Some(format!("token request: {}", f.detail));
+                    tracing::debug!(org = self.name(), reason = %f.reason, detail = %f.detail, "token request failed");
+                    TokenUse::Failed
+                }
+            };
+        } else if acquired.reused {
+            report.token = TokenUse::Reused;
+        }
+        if acquired.reused {
+            self.metrics.token_reuses.inc();
+        }
+        acquired
+    }
+
+    async fn check_subscription(&self, token: Option<&Token>, report: &mut ProbeReport) {
+        let interval = self.config.subscription_check_interval;
+        if interval.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let state = self.lock_state();
+            report.subscription_ends = state.subscription_ends;
+            if state.subscription_due.is_some_and(|due| now < due) {
+                return;
+            }
+        }
+        let result = match token {
+            Some(token) => {
+                self.client
+                    .subscription_end(&self.endpoint(), &token.access_token)
+                    .await
+            }
+            None => Err(CallFailure {
+                reason: Reason::NoToken,
+                status: None,
+                retry_after: None,
+                detail: "no usable token".to_string(),
+            }),
+        };
+        let mut state = self.lock_state();
+        match result {
+            Ok(paid_until) => {
+                self.metrics.set_subscription_expiry(paid_until);
+                state.subscription_ends = Some(paid_until);
+                state.subscription_due = Some(now + interval);
+            }
+            Err(failure) => {
+                tracing::debug!(org = self.name(), reason = %failure.reason, detail = %failure.detail, "subscription check failed");
+                self.metrics.subscription_check_failed(failure.reason);
+                state.subscription_due = Some(now + interval.min(SUBSCRIPTION_RETRY));
+            }
+        }
+        report.subscription_ends = state.subscription_ends;
+    }
+
+    /// Logs state changes once (repeats at debug) and keeps the history.
+    fn remember(&self, report: &ProbeReport) {
+        let mut state = self.lock_state();
+        let health = match report.reason {
+            None if report.success => Health::Ok,
+            Some(reason) => Health::Failing(reason),
+            None => Health::Failing(Reason::NoToken),
+        };
+        let org = self.name();
+        let detail = report.detail.as_deref().unwrap_or("");
+        if state.health != Some(health) {
+            match health {
+                Health::Ok => tracing::info!(org, status = ?report.status, "ping ok"),
+                Health::Failing(reason) => {
+                    tracing::warn!(org, %reason, status = ?report.status, detail, "ping failing")
+                }
+            }
+        } else {
+            tracing::debug!(org, success = report.success, reason = ?report.reason, status = ?report.status, "probe done");
+        }
+        if state.credentials_valid != report.credentials_valid {
+            match report.credentials_valid {
+                Some(true) => tracing::info!(org, "credentials accepted by the token endpoint"),
+                Some(false) => tracing::warn!(
+                    org,
+                    "credentials rejected by the token endpoint (revoked, wrong secret or subscription ended)"
+                ),
+                None => {}
+            }
+        }
+        state.health = Some(health);
+        state.credentials_valid = report.credentials_valid;
+        if state.history.len() == HISTORY_LEN {
+            state.history.pop_front();
+        }
+        state.history.push_back(report.clone());
+    }
+}

@@ -1,0 +1,307 @@
+//! When each org's runs start: a fixed interval or a cron expression (UTC), plus jitter.
+//!
+//! One tokio task per org sleeps until its next planned start. Runs of one org never overlap: a
+//! start that falls due while a run is still going is skipped (logged at debug), so a slow API never
+//! causes a burst. It knows nothing about tokens or HTTP: it calls the run it is given.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use prometheus::Histogram;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{CronSchedule, Schedule};
+use crate::random;
+
+/// The plan of one org's runs.
+pub struct Plan {
+    pub schedule: Schedule,
+    pub jitter: Duration,
+    /// Interval plans start here and run at `anchor + k * interval` (kept across reloads).
+    pub anchor: Instant,
+}
+
+impl Plan {
+    /// The first planned start at or after `now` for an interval plan, and how many planned starts
+    /// before it were passed over since `after`.
+    fn next_interval(
+        &self,
+        interval: Duration,
+        after: Option<Instant>,
+        now: Instant,
+    ) -> (Instant, u64) {
+        let Some(previous) = after else {
+            // First run: at the anchor (now, at start), or at the next tick of its phase if a
+            // whole interval has passed since.
+            if now < self.anchor + interval {
+                return (self.anchor, 0);
+            }
+            let ticks = ticks_until(self.anchor, interval, now);
+            return (self.anchor + interval * ticks as u32, 0);
+        };
+        let next = previous + interval;
+        if next >= now {
+            return (next, 0);
+        }
+        let ticks = ticks_until(next, interval, now);
+        (next + interval * ticks as u32, ticks)
+    }
+}
+
+/// How many whole intervals from `from` are needed to reach `now` or later.
+fn ticks_until(from: Instant, interval: Duration, now: Instant) -> u64 {
+    let behind = now.saturating_duration_since(from).as_nanos();
+    let step = interval.as_nanos().max(1);
+    behind.div_ceil(step) as u64
+}
+
+/// The next cron occurrence after `now_wall`, as a monotonic deadline.
+fn next_cron(cron: &CronSchedule, now_wall: SystemTime, now: Instant) -> Option<Instant> {
+    let at = cron.next_after(now_wall)?;
+    let wait = at.duration_since(now_wall).unwrap_or(Duration::ZERO);
+    Some(now + wait)
+}
+
+/// Runs `run` on `plan` until `shutdown` turns true. A run in progress is finished first.
+pub async fn run_schedule<F, Fut>(
+    plan: Plan,
+    name: &str,
+    lateness: Histogram,
+    mut shutdown: watch::Receiver<bool>,
+    mut run: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut previous: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let planned = match &plan.schedule {
+            Schedule::Interval(interval) => {
+                let (planned, skipped) = plan.next_interval(*interval, previous, now);
+                if skipped > 0 {
+                    tracing::debug!(org = name, skipped, "run still going when due; skipped");
+                }
+                planned
+            }
+            Schedule::Cron(cron) => {
+                let now_wall = SystemTime::now();
+                if let Some(previous) = previous {
+                    // The run took past at least one occurrence: those are skipped.
+                    let missed = previous_cron_occurrence_missed(cron, previous, now, now_wall);
+                    if missed {
+                        tracing::debug!(org = name, "run still going when due; skipped");
+                    }
+                }
+                match next_cron(cron, now_wall, now) {
+                    Some(at) => at,
+                    None => {
+                        tracing::warn!(org = name, expression = %cron.expression, "cron expression has no future occurrence; not scheduling");
+                        let _ = shutdown.wait_for(|stop| *stop).await;
+                        return;
+                    }
+                }
+            }
+        };
+        let start_at = planned + random::up_to(plan.jitter);
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep_until(start_at) => {}
+        }
+        lateness.observe(start_at.elapsed().as_secs_f64());
+        previous = Some(planned);
+        run().await;
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Whether a cron occurrence fell between the previous planned start and now.
+fn previous_cron_occurrence_missed(
+    cron: &CronSchedule,
+    previous: Instant,
+    now: Instant,
+    now_wall: SystemTime,
+) -> bool {
+    let since = now.saturating_duration_since(previous);
+    let previous_wall = now_wall.checked_sub(since).unwrap_or(now_wall);
+    cron.next_after(previous_wall)
+        .is_some_and(|next| next < now_wall)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    fn lateness() -> Histogram {
+        Histogram::with_opts(prometheus::HistogramOpts::new("lateness", "test")).unwrap()
+    }
+
+    fn plan(interval: Duration, jitter: Duration) -> Plan {
+        Plan {
+            schedule: Schedule::Interval(interval),
+            jitter,
+            anchor: Instant::now(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interval_runs_start_at_once_then_every_interval() {
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let (stop, shutdown) = watch::channel(false);
+        let begin = Instant::now();
+        let recorded = starts.clone();
+        let histogram = lateness();
+        let task = tokio::spawn(run_schedule(
+            plan(Duration::from_secs(10), Duration::ZERO),
+            "acme",
+            histogram.clone(),
+            shutdown,
+            move || {
+                let recorded = recorded.clone();
+                async move { recorded.lock().unwrap().push(Instant::now() - begin) }
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let starts = starts.lock().unwrap().clone();
+        let secs: Vec<u64> = starts.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, vec![0, 10, 20, 30]);
+        assert_eq!(histogram.get_sample_count(), 4);
+        assert!(histogram.get_sample_sum() < 0.001);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_run_skips_the_ticks_it_overlaps_instead_of_bursting() {
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let running = Arc::new(AtomicU32::new(0));
+        let (stop, shutdown) = watch::channel(false);
+        let begin = Instant::now();
+        let (recorded, concurrent) = (starts.clone(), running.clone());
+        let task = tokio::spawn(run_schedule(
+            plan(Duration::from_secs(1), Duration::ZERO),
+            "slow",
+            lateness(),
+            shutdown,
+            move || {
+                let (recorded, concurrent) = (recorded.clone(), concurrent.clone());
+                async move {
+                    assert_eq!(
+                        concurrent.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "runs overlapped"
+                    );
+                    recorded
+                        .lock()
+                        .unwrap()
+                        .push((Instant::now() - begin).as_millis());
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
+                    concurrent.fetch_sub(1, Ordering::SeqCst);
+                }
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(9500)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        // Runs last 2.5 s: the ticks at 1 and 2 s are skipped, the next starts at 3 s, and so on.
+        assert_eq!(*starts.lock().unwrap(), vec![0, 3000, 6000, 9000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_delays_each_start_within_its_bound_and_is_not_lateness() {
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let (stop, shutdown) = watch::channel(false);
+        let begin = Instant::now();
+        let recorded = starts.clone();
+        let histogram = lateness();
+        let task = tokio::spawn(run_schedule(
+            plan(Duration::from_secs(10), Duration::from_secs(3)),
+            "jittery",
+            histogram.clone(),
+            shutdown,
+            move || {
+                let recorded = recorded.clone();
+                async move { recorded.lock().unwrap().push(Instant::now() - begin) }
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let starts = starts.lock().unwrap().clone();
+        assert_eq!(starts.len(), 10);
+        for (k, start) in starts.iter().enumerate() {
+            let planned = Duration::from_secs(10 * k as u64);
+            assert!(*start >= planned && *start <= planned + Duration::from_secs(3));
+        }
+        assert!(histogram.get_sample_sum() < 0.001);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_lets_the_run_in_progress_finish() {
+        let finished = Arc::new(AtomicU32::new(0));
+        let (stop, shutdown) = watch::channel(false);
+        let done = finished.clone();
+        let task = tokio::spawn(run_schedule(
+            plan(Duration::from_secs(60), Duration::ZERO),
+            "acme",
+            lateness(),
+            shutdown,
+            move || {
+                let done = done.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert_eq!(finished.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn interval_plans_keep_their_phase() {
+        let anchor = Instant::now();
+        let plan = Plan {
+            schedule: Schedule::Interval(Duration::from_secs(10)),
+            jitter: Duration::ZERO,
+            anchor,
+        };
+        let every = Duration::from_secs(10);
+        // A plan whose anchor passed starts at the next tick of its phase, not at once.
+        let (first, _) = plan.next_interval(every, None, anchor + Duration::from_secs(25));
+        assert_eq!(first, anchor + Duration::from_secs(30));
+        let (next, skipped) =
+            plan.next_interval(every, Some(anchor), anchor + Duration::from_secs(31));
+        assert_eq!((next, skipped), (anchor + Duration::from_secs(40), 3));
+    }
+
+    #[test]
+    fn cron_deadlines_follow_the_wall_clock_in_utc() {
+        let cron = CronSchedule::parse("0 */5 * * * *").unwrap();
+        // 2026-01-01T00:01:30Z
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_690);
+        let now = Instant::now();
+        let at = next_cron(&cron, wall, now).unwrap();
+        assert_eq!(at - now, Duration::from_secs(210));
+        // The previous start at 00:00:00 with "now" at 00:06:00 passed over 00:05:00.
+        let now_wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_960);
+        let previous = now - Duration::from_secs(360);
+        assert!(previous_cron_occurrence_missed(
+            &cron, previous, now, now_wall
+        ));
+        assert!(!previous_cron_occurrence_missed(
+            &cron,
+            now - Duration::from_secs(100),
+            now,
+            now_wall
+        ));
+    }
+}

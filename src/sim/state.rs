@@ -1,0 +1,479 @@
+//! Simulator state: registered clients, issued tokens, per-client faults, global settings and
+//! counters. Knows nothing about HTTP; `api.rs` turns its answers into responses.
+//!
+//! Everything sits behind one `std::sync::Mutex`, taken briefly by each method and never across an
+//! await (latency faults are slept by the HTTP layer after the lock is released). Times are
+//! `tokio::time::Instant` so the token spacing and expiry follow `tokio::time::pause()`.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::wire::unix_now;
+use super::{ClientStats, Faults, SimOptions, Stats};
+
+/// Live tokens kept per client; older ones are dropped first. Bounds memory when a client asks for a
+/// token every 10 s while each lives for hours (OBF's real limit is unknown).
+const MAX_LIVE_TOKENS: usize = 64;
+/// Issue times kept per client for `ClientStats`; plenty for any test, bounded for long soaks.
+const MAX_ISSUE_TIMES: usize = 1024;
+/// Default subscription length from the moment a client is added.
+const DEFAULT_SUBSCRIPTION_SECS: i64 = 365 * 24 * 3600;
+/// Stand-in for "never" when a lifetime or interval would overflow `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+pub(super) struct State {
+    started: Instant,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    options: SimOptions,
+    clients: HashMap<String, Client>,
+    tokens: HashMap<String, TokenEntry>,
+    totals: Stats,
+    rng: SplitMix64,
+}
+
+struct Client {
+    secret: String,
+    revoked: bool,
+    faults: Faults,
+    /// Start of the current token spacing; only issued tokens set it.
+    last_issued: Option<Instant>,
+    /// This client's tokens in issue order, to prune them without scanning every token.
+    live_tokens: VecDeque<String>,
+    stats: Stats,
+    issue_times_ms: VecDeque<u64>,
+    default_paid_until: i64,
+}
+
+struct TokenEntry {
+    client_id: String,
+    expires_at: Instant,
+}
+
+/// What a request needs to know before it is answered: the target client's faults (default for an
+/// unknown client) and the global switches that shape the answer.
+pub(super) struct Plan {
+    pub faults: Faults,
+    pub rfc_mode: bool,
+    pub retry_after_header: bool,
+}
+
+/// Which counter a resource request (not the token endpoint) increments.
+#[derive(Clone, Copy)]
+pub(super) enum Resource {
+    Ping,
+    ClientInfo,
+}
+
+/// The token endpoint's decision once the credentials have been read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TokenOutcome {
+    /// Unknown client, wrong secret or revoked.
+    Rejected,
+    RateLimited {
+        retry_after: Duration,
+    },
+    Malformed,
+    MissingAccessToken,
+    Issued {
+        token: String,
+        expires_in: Option<u64>,
+    },
+}
+
+impl State {
+    pub fn new(options: SimOptions) -> Self {
+        Self {
+            started: Instant::now(),
+            inner: Mutex::new(Inner {
+                options,
+                clients: HashMap::new(),
+                tokens: HashMap::new(),
+                totals: Stats::default(),
+                rng: SplitMix64::seeded(),
+            }),
+        }
+    }
+
+    /// A panic while holding the lock leaves counters at worst slightly off, which is fine for a
+    /// simulator, so poisoning is ignored rather than taking every later request down with it.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn add_client(&self, client_id: &str, client_secret: &str) {
+        let mut inner = self.lock();
+        match inner.clients.get_mut(client_id) {
+            Some(client) => client.secret = client_secret.to_owned(),
+            None => {
+                let client = Client {
+                    secret: client_secret.to_owned(),
+                    revoked: false,
+                    faults: Faults::default(),
+                    last_issued: None,
+                    live_tokens: VecDeque::new(),
+                    stats: Stats::default(),
+                    issue_times_ms: VecDeque::new(),
+                    default_paid_until: unix_now().saturating_add(DEFAULT_SUBSCRIPTION_SECS),
+                };
+                inner.clients.insert(client_id.to_owned(), client);
+            }
+        }
+    }
+
+    /// Revoking also forgets the client's tokens, as a real key rotation would.
+    pub fn set_revoked(&self, client_id: &str, revoked: bool) -> bool {
+        let mut inner = self.lock();
+        let Inner {
+            clients, tokens, ..
+        } = &mut *inner;
+        let Some(client) = clients.get_mut(client_id) else {
+            return false;
+        };
+        client.revoked = revoked;
+        if revoked {
+            for token in client.live_tokens.drain(..) {
+                tokens.remove(&token);
+            }
+        }
+        true
+    }
+
+    pub fn update_faults(&self, client_id: &str, f: impl FnOnce(&mut Faults)) -> bool {
+        let mut inner = self.lock();
+        let Some(client) = inner.clients.get_mut(client_id) else {
+            return false;
+        };
+        f(&mut client.faults);
+        true
+    }
+
+    pub fn faults(&self, client_id: &str) -> Option<Faults> {
+        self.lock().clients.get(client_id).map(|c| c.faults.clone())
+    }
+
+    pub fn options(&self) -> SimOptions {
+        self.lock().options.clone()
+    }
+
+    pub fn update_options(&self, f: impl FnOnce(&mut SimOptions)) {
+        f(&mut self.lock().options);
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().totals.clone()
+    }
+
+    pub fn client_stats(&self, client_id: &str) -> Option<ClientStats> {
+        let inner = self.lock();
+        let client = inner.clients.get(client_id)?;
+        let s = &client.stats;
+        Some(ClientStats {
+            token_requests: s.token_requests,
+            tokens_issued: s.tokens_issued,
+            rate_limited: s.rate_limited,
+            rejected: s.rejected,
+            pings: s.pings,
+            client_info_requests: s.client_info_requests,
+            token_issue_times_ms: client.issue_times_ms.iter().copied().collect(),
+            revoked: client.revoked,
+        })
+    }
+
+    /// Counts a token request as it arrives and returns what shapes its answer.
+    pub fn token_request(&self, client_id: Option<&str>) -> Plan {
+        let mut inner = self.lock();
+        inner.totals.token_requests += 1;
+        let client = client_id.and_then(|id| inner.clients.get_mut(id));
+        let faults = client.map_or_else(Faults::default, |c| {
+            c.stats.token_requests += 1;
+            c.faults.clone()
+        });
+        plan(&inner.options, faults)
+    }
+
+    /// Counts what the token endpoint answered, so counters match exactly what went on the wire
+    /// (forced 401/403/429 faults included).
+    pub fn record_token_answer(&self, client_id: Option<&str>, status: u16) {
+        let bump = |s: &mut Stats| match status {
+            401 | 403 => s.rejected += 1,
+            429 => s.rate_limited += 1,
+            _ => {}
+        };
+        let mut inner = self.lock();
+        bump(&mut inner.totals);
+        if let Some(client) = client_id.and_then(|id| inner.clients.get_mut(id)) {
+            bump(&mut client.stats);
+        }
+    }
+
+    /// Checks credentials and spacing and, if both pass and no fault interferes, issues a token.
+    pub fn issue(&self, client_id: &str, secret: &str) -> TokenOutcome {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let Inner {
+            options,
+            clients,
+            tokens,
+            totals,
+            rng,
+        } = &mut *guard;
+        let Some(client) = clients.get_mut(client_id) else {
+            return TokenOutcome::Rejected;
+        };
+        if client.revoked || client.secret != secret {
+            return TokenOutcome::Rejected;
+        }
+        if let Some(last) = client.last_issued {
+            let next = last.checked_add(options.token_min_interval);
+            match next {
+                Some(next) if now < next => {
+                    return TokenOutcome::RateLimited {
+                        retry_after: next - now,
+                    }
+                }
+                None => {
+                    return TokenOutcome::RateLimited {
+                        retry_after: options.token_min_interval,
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        // These faults garble the answer, so no token exists and the spacing does not start.
+        if client.faults.malformed_token {
+            return TokenOutcome::Malformed;
+        }
+        if client.faults.missing_access_token {
+            return TokenOutcome::MissingAccessToken;
+        }
+
+        let lifetime = client
+            .faults
+            .token_lifetime_secs
+            .map_or(options.token_lifetime, Duration::from_secs);
+        prune(client, tokens, now);
+        let token = rng.token();
+        let expires_at = now
+            .checked_add(lifetime)
+            .or_else(|| now.checked_add(FAR_FUTURE))
+            .unwrap_or(now);
+        tokens.insert(
+            token.clone(),
+            TokenEntry {
+                client_id: client_id.to_owned(),
+                expires_at,
+            },
+        );
+        client.live_tokens.push_back(token.clone());
+        client.last_issued = Some(now);
+        if client.issue_times_ms.len() >= MAX_ISSUE_TIMES {
+            client.issue_times_ms.pop_front();
+        }
+        let since_start = now.saturating_duration_since(self.started).as_millis();
+        client
+            .issue_times_ms
+            .push_back(u64::try_from(since_start).unwrap_or(u64::MAX));
+        client.stats.tokens_issued += 1;
+        totals.tokens_issued += 1;
+        TokenOutcome::Issued {
+            token,
+            expires_in: (!client.faults.omit_expires_in).then(|| lifetime.as_secs()),
+        }
+    }
+
+    /// Counts a ping or client-info request as it arrives and returns what shapes its answer.
+    pub fn resource_request(&self, client_id: &str, kind: Resource) -> Plan {
+        let bump = |s: &mut Stats| match kind {
+            Resource::Ping => s.pings += 1,
+            Resource::ClientInfo => s.client_info_requests += 1,
+        };
+        let mut inner = self.lock();
+        bump(&mut inner.totals);
+        let faults = inner
+            .clients
+            .get_mut(client_id)
+            .map_or_else(Faults::default, |c| {
+                bump(&mut c.stats);
+                c.faults.clone()
+            });
+        plan(&inner.options, faults)
+    }
+
+    /// True if `token` is live, was issued to `client_id`, and the client is not revoked.
+    /// An expired token found here is dropped on the spot.
+    pub fn authorized(&self, client_id: &str, token: &str) -> bool {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let Some(entry) = inner.tokens.get(token) else {
+            return false;
+        };
+        let (expired, owner_matches) = (entry.expires_at <= now, entry.client_id == client_id);
+        if expired {
+            inner.tokens.remove(token);
+            return false;
+        }
+        owner_matches && inner.clients.get(client_id).is_some_and(|c| !c.revoked)
+    }
+
+    /// The subscription end reported by client info.
+    pub fn paid_until(&self, client_id: &str) -> Option<i64> {
+        let inner = self.lock();
+        let client = inner.clients.get(client_id)?;
+        Some(
+            client
+                .faults
+                .paid_until
+                .unwrap_or(client.default_paid_until),
+        )
+    }
+
+    #[cfg(test)]
+    fn live_token_count(&self) -> usize {
+        self.lock().tokens.len()
+    }
+}
+
+fn plan(options: &SimOptions, faults: Faults) -> Plan {
+    Plan {
+        faults,
+        rfc_mode: options.rfc_mode,
+        retry_after_header: options.retry_after_header,
+    }
+}
+
+/// Drops the client's expired (or already forgotten) tokens, then its oldest ones beyond the cap
+/// minus the one about to be issued. Runs on every issue, so memory stays bounded per client.
+fn prune(client: &mut Client, tokens: &mut HashMap<String, TokenEntry>, now: Instant) {
+    client.live_tokens.retain(|t| match tokens.get(t) {
+        Some(entry) if entry.expires_at > now => true,
+        Some(_) => {
+            tokens.remove(t);
+            false
+        }
+        None => false,
+    });
+    while client.live_tokens.len() >= MAX_LIVE_TOKENS {
+        if let Some(oldest) = client.live_tokens.pop_front() {
+            tokens.remove(&oldest);
+        }
+    }
+}
+
+/// splitmix64: a tiny PRNG, enough for unguessable-in-practice simulator tokens (no `rand` crate).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// Seeded from std's per-process random hash keys and the wall clock.
+    fn seeded() -> Self {
+        let mut hasher = RandomState::new().build_hasher();
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        hasher.write_u128(nanos);
+        Self(hasher.finish())
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// 40 hex characters (160 bits).
+    fn token(&mut self) -> String {
+        let (a, b, c) = (self.next(), self.next(), self.next());
+        format!("{a:016x}{b:016x}{:08x}", c >> 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::advance;
+
+    fn state(interval_secs: u64, lifetime_secs: u64) -> State {
+        let state = State::new(SimOptions {
+            token_min_interval: Duration::from_secs(interval_secs),
+            token_lifetime: Duration::from_secs(lifetime_secs),
+            ..SimOptions::default()
+        });
+        state.add_client("org", "s3cret");
+        state
+    }
+
+    fn issued(outcome: TokenOutcome) -> String {
+        match outcome {
+            TokenOutcome::Issued { token, .. } => token,
+            other => panic!("expected a token, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spacing_counts_from_the_last_issued_token() {
+        let state = state(10, 18_000);
+        issued(state.issue("org", "s3cret"));
+        advance(Duration::from_millis(2_500)).await;
+        assert_eq!(
+            state.issue("org", "s3cret"),
+            TokenOutcome::RateLimited {
+                retry_after: Duration::from_millis(7_500)
+            }
+        );
+        // A refused request does not restart the spacing.
+        advance(Duration::from_millis(7_500)).await;
+        issued(state.issue("org", "s3cret"));
+        let times = state.client_stats("org").map(|s| s.token_issue_times_ms);
+        assert_eq!(times, Some(vec![0, 10_000]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokens_expire_after_their_lifetime() {
+        let state = state(0, 60);
+        let token = issued(state.issue("org", "s3cret"));
+        advance(Duration::from_secs(59)).await;
+        assert!(state.authorized("org", &token));
+        advance(Duration::from_secs(1)).await;
+        assert!(!state.authorized("org", &token));
+        assert_eq!(state.live_token_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_tokens_per_client_are_capped_oldest_first() {
+        let state = state(0, 18_000);
+        let first = issued(state.issue("org", "s3cret"));
+        for _ in 0..MAX_LIVE_TOKENS + 10 {
+            issued(state.issue("org", "s3cret"));
+        }
+        assert_eq!(state.live_token_count(), MAX_LIVE_TOKENS);
+        assert!(!state.authorized("org", &first));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_tokens_are_pruned_when_a_new_one_is_issued() {
+        let state = state(0, 5);
+        for _ in 0..10 {
+            issued(state.issue("org", "s3cret"));
+            advance(Duration::from_secs(6)).await;
+        }
+        assert_eq!(state.live_token_count(), 1);
+    }
+
+    #[test]
+    fn tokens_are_40_hex_chars_and_differ() {
+        let mut rng = SplitMix64::seeded();
+        let (a, b) = (rng.token(), rng.token());
+        assert_eq!(a.len(), 40);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,326 @@
+//! The token cache: one per credential (host + client_id), shared by the orgs that use it.
+//!
+//! It owns every rule about *when* a token may be requested: reuse until shortly before expiry, at
+//! most one request in flight, never two requests closer than `token_min_interval`, backoff after
+//! 429 / 5xx / network errors, and no retry after a rejection until a later scheduled run. It does
+//! not know how a token is fetched (the caller passes the fetch) nor anything about metrics.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::random;
+use crate::reason::Reason;
+
+/// Backoff never grows past this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The rules of one credential, from its orgs' config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenPolicy {
+    pub refresh_margin: Duration,
+    pub min_interval: Duration,
+    pub max_age: Duration,
+}
+
+/// What the token endpoint answered with on success.
+pub struct IssuedToken {
+    pub access_token: SecretString,
+    pub expires_in: Option<Duration>,
+}
+
+/// A failed token request, as the fetch reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFailure {
+    pub reason: Reason,
+    /// From a 429's `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// What went wrong, safe to log (no secrets, no tokens).
+    pub detail: String,
+}
+
+/// A token in hand.
+#[derive(Clone)]
+pub struct Token {
+    pub access_token: SecretString,
+    /// Increases with every token this cache obtains; identifies the token without exposing it.
+    pub generation: u64,
+    /// Wall-clock expiry (or the reuse cap when the endpoint gave no `expires_in`), for metrics.
+    pub expires_at: SystemTime,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &"[redacted]")
+            .field("generation", &self.generation)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A token request that this call actually sent.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    pub duration: Duration,
+    pub result: Result<(), TokenFailure>,
+}
+
+/// Why no token could be handed out without sending a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Withheld {
+    /// The next request is not allowed before the spacing / backoff ends, beyond this call's wait budget.
+    NotYet,
+    /// The token endpoint rejected the credentials; they are retried at a later scheduled run.
+    AfterRejection,
+    /// Another caller held the cache for longer than this call's wait budget.
+    Busy,
+}
+
+/// The answer of [`TokenCache::acquire`].
+#[derive(Debug)]
+pub struct Acquired {
+    /// A usable token, if any.
+    pub token: Option<Token>,
+    /// The token came from the cache (obtained earlier or by another caller), not from this call.
+    pub reused: bool,
+    /// The token request this call sent, if it sent one.
+    pub request: Option<RequestRecord>,
+    /// Set when no request was sent and no token is at hand.
+    pub withheld: Option<Withheld>,
+}
+
+/// What the cache knows for the gauges: `None` means nothing to say yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub credentials_valid: Option<bool>,
+    pub token_expires_at: Option<SystemTime>,
+}
+
+struct CachedToken {
+    token: Token,
+    /// Reuse ends here (monotonic).
+    refresh_at: Instant,
+    /// The token is expected to be refused from here on.
+    valid_until: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    token: Option<CachedToken>,
+    last_request: Option<Instant>,
+    backoff_until: Option<Instant>,
+    backoff_step: u32,
+    rejected: bool,
+    credentials_valid: Option<bool>,
+    last_expiry: Option<SystemTime>,
+    generation: u64,
+}
+
+impl State {
+    fn spacing_ends(&self, policy: &TokenPolicy) -> Option<Instant> {
+        self.last_request.map(|at| at + policy.min_interval)
+    }
+
+    fn usable(&self, now: Instant) -> Option<&CachedToken> {
+        self.token.as_ref().filter(|t| now < t.valid_until)
+    }
+}
+
+/// One credential's token, and the rules for getting a new one.
+pub struct TokenCache {
+    policy: TokenPolicy,
+    state: Mutex<State>,
+}
+
+impl TokenCache {
+    pub fn new(policy: TokenPolicy) -> Self {
+        TokenCache {
+            policy,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn policy(&self) -> TokenPolicy {
+        self.policy
+    }
+
+    /// Credential validity and token expiry, for the gauges.
+    pub async fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock().await;
+        Snapshot {
+            credentials_valid: state.credentials_valid,
+            token_expires_at: state.last_expiry,
+        }
+    }
+
+    /// Hands out a token: the cached one while it is fresh, else a new one from `fetch` when the
+    /// rules allow a request. Waits for the spacing between requests only if that wait fits in
+    /// `wait_budget`. `replace` names a token generation the caller saw refused: it is dropped and a
+    /// newer token is required.
+    ///
+    /// Callers are served one at a time, so concurrent callers share one request's result.
+    pub async fn acquire<F, Fut>(
+        &self,
+        wait_budget: Duration,
+        replace: Option<u64>,
+        fetch: F,
+    ) -> Acquired
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<IssuedToken, TokenFailure>>,
+    {
+        let deadline = Instant::now() + wait_budget;
+        let Ok(mut state) = tokio::time::timeout_at(deadline, self.state.lock()).await else {
+            return withheld(Withheld::Busy);
+        };
+
+        let now = Instant::now();
+        if let Some(refused) = replace {
+            let current = state.token.as_ref().map(|t| t.token.generation);
+            if current == Some(refused) {
+                state.token = None;
+            } else if current > Some(refused) {
+                // Another caller already replaced the refused token: that one is fresh.
+                if let Some(cached) = state.usable(now) {
+                    return reused(cached.token.clone());
+                }
+            }
+        }
+
+        if let Some(cached) = state.token.as_ref().filter(|t| now < t.refresh_at) {
+            return reused(cached.token.clone());
+        }
+
+        if state.backoff_until.is_some_and(|until| until > now) {
+            // In backoff: keep using a token that still works, else report none.
+            return match state.usable(now) {
+                Some(cached) => reused(cached.token.clone()),
+                None => withheld(Withheld::NotYet),
+            };
+        }
+        if let Some(ends) = state.spacing_ends(&self.policy).filter(|e| *e > now) {
+            if let Some(cached) = state.usable(now) {
+                return reused(cached.token.clone());
+            }
+            if state.rejected {
+                return withheld(Withheld::AfterRejection);
+            }
+            if ends > deadline {
+                return withheld(Withheld::NotYet);
+            }
+            tokio::time::sleep_until(ends).await;
+        }
+
+        let sent_at = Instant::now();
+        let sent_wall = SystemTime::now();
+        state.last_request = Some(sent_at);
+        let result = fetch().await;
+        let duration = sent_at.elapsed();
+        match result {
+            Ok(issued) => {
+                let lifetime = issued.expires_in.unwrap_or(self.policy.max_age);
+                // A token shorter-lived than the margin would never be reused: refresh halfway.
+                let margin = self.policy.refresh_margin.min(lifetime / 2);
+                let reuse_for = match issued.expires_in {
+                    Some(_) => lifetime - margin,
+                    None => self.policy.max_age,
+                };
+                state.generation += 1;
+                let token = Token {
+                    access_token: issued.access_token,
+                    generation: state.generation,
+                    expires_at: sent_wall + lifetime,
+                };
+                state.token = Some(CachedToken {
+                    token: token.clone(),
+                    refresh_at: sent_at + reuse_for,
+                    valid_until: sent_at + lifetime,
+                });
+                state.backoff_until = None;
+                state.backoff_step = 0;
+                state.rejected = false;
+                state.credentials_valid = Some(true);
+                state.last_expiry = Some(token.expires_at);
+                Acquired {
+                    token: Some(token),
+                    reused: false,
+                    request: Some(RequestRecord {
+                        duration,
+                        result: Ok(()),
+                    }),
+                    withheld: None,
+                }
+            }
+            Err(failure) => {
+                let now = Instant::now();
+                match failure.reason {
+                    Reason::Rejected => {
+                        state.rejected = true;
+                        state.credentials_valid = Some(false);
+                        state.token = None;
+                    }
+                    _ => {
+                        let delay = match failure.retry_after {
+                            Some(retry_after) => retry_after.max(self.policy.min_interval),
+                            None => backoff_delay(self.policy.min_interval, state.backoff_step),
+                        };
+                        state.backoff_step = state.backoff_step.saturating_add(1);
+                        state.backoff_until = Some(now + delay);
+                    }
+                }
+                let request = Some(RequestRecord {
+                    duration,
+                    result: Err(failure),
+                });
+                match state.usable(now) {
+                    Some(cached) => Acquired {
+                        token: Some(cached.token.clone()),
+                        reused: true,
+                        request,
+                        withheld: None,
+                    },
+                    None => Acquired {
+                        token: None,
+                        reused: false,
+                        request,
+                        withheld: None,
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn reused(token: Token) -> Acquired {
+    Acquired {
+        token: Some(token),
+        reused: true,
+        request: None,
+        withheld: None,
+    }
+}
+
+fn withheld(why: Withheld) -> Acquired {
+    Acquired {
+        token: None,
+        reused: false,
+        request: None,
+        withheld: Some(why),
+    }
+}
+
+/// Exponential backoff from `base`, doubling per failure, capped at [`MAX_BACKOFF`], plus up to
+/// 20 % jitter so that many clients failing together do not retry together. Never below `base`.
+pub fn backoff_delay(base: Duration, step: u32) -> Duration {
+    let factor = 2u32.saturating_pow(step.min(16));
+    let delay = base.saturating_mul(factor).min(MAX_BACKOFF);
+    let jittered = delay + random::up_to(delay / 5);
+    jittered.min(MAX_BACKOFF).max(base)
+}
+
+#[cfg(test)]
+mod tests;
