@@ -55,13 +55,22 @@ pub async fn run(
     listen: Option<SocketAddr>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if config.web.is_some() {
-        anyhow::bail!("[exporter.web] (TLS and basic auth) is not supported by this version yet");
-    }
     let listen = listen.or(config.listen).unwrap_or(DEFAULT_LISTEN);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    serve(config, listener, shutdown).await
+}
+
+/// The agent on an already bound listener (tests bind port 0), until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if config.web.is_some() {
+        anyhow::bail!("[exporter.web] (TLS and basic auth) is not supported by this version yet");
+    }
     let metrics = Arc::new(Metrics::new());
     let orgs = build_orgs(&config, &metrics)?;
     metrics.record_config_load(true);

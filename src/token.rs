@@ -217,9 +217,11 @@ impl TokenCache {
 
         let sent_at = Instant::now();
         let sent_wall = SystemTime::now();
-        state.last_request = Some(sent_at);
         let result = fetch().await;
         let duration = sent_at.elapsed();
+        // The spacing counts from the answer, not the send: the server issued the token somewhere
+        // in between, and counting from the send could land a retry inside its ten seconds.
+        state.last_request = Some(Instant::now());
         match result {
             Ok(issued) => {
                 let lifetime = issued.expires_in.unwrap_or(self.policy.max_age);

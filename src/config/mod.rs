@@ -8,6 +8,7 @@
 //! and are only ever held as [`SecretString`]. This module does not watch the file or
 //! decide when to reload; it only answers "what does this file say".
 
+mod host;
 mod org;
 mod orgs;
 mod raw;

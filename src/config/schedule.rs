@@ -23,7 +23,8 @@ pub enum Schedule {
 pub struct CronSchedule {
     /// The expression as written in the config.
     pub expression: String,
-    cron: Cron,
+    /// Boxed: a parsed pattern is a few hundred bytes, and `Schedule` is passed around by value.
+    cron: Box<Cron>,
 }
 
 impl CronSchedule {
@@ -59,7 +60,7 @@ impl CronSchedule {
         }
         Ok(Self {
             expression: expression.to_owned(),
-            cron,
+            cron: Box::new(cron),
         })
     }
 
@@ -143,6 +144,16 @@ mod tests {
         assert_eq!(
             cron.next_after(at(NOON_PAST, 0)),
             Some(at(1_704_164_400, 0))
+        );
+    }
+
+    #[test]
+    fn nicknames_are_accepted() {
+        let cron = CronSchedule::parse("@hourly").expect("valid");
+        // 12:03:20 -> 13:00:00
+        assert_eq!(
+            cron.next_after(at(NOON_PAST, 0)),
+            Some(at(NOON_PAST + 3400, 0))
         );
     }
 

@@ -44,7 +44,7 @@ pub(crate) fn resolve(
             p.at(
                 ctx,
                 format!(
-                    "{} are all set; set exactly one client secret source",
+                    "more than one client secret source is set ({}); set exactly one",
                     several.join(", ")
                 ),
             );

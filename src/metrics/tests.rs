@@ -1,1 +1,103 @@
+//! Series creation, removal and the per-org rendering.
 
+use super::*;
+
+fn info(org: &str, custom: &[(&str, &str)]) -> OrgInfoLabels {
+    OrgInfoLabels {
+        org: org.to_string(),
+        client_id: format!("{}ID", org.to_uppercase()),
+        host: "https://openbadgefactory.com".to_string(),
+        api: "v2".to_string(),
+        custom: custom
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+#[test]
+fn result_series_start_at_zero_and_reason_series_appear_on_first_use() {
+    let metrics = Metrics::new();
+    let org = metrics.add_org(info("acme", &[]));
+    let text = metrics.render();
+    assert!(text.contains("obf_pings_total{org=\"acme\",result=\"success\"} 0"));
+    assert!(text.contains("obf_pings_total{org=\"acme\",result=\"failure\"} 0"));
+    assert!(text.contains("obf_token_refreshes_total{org=\"acme\",result=\"failure\"} 0"));
+    assert!(text.contains("obf_token_reuses_total{org=\"acme\"} 0"));
+    assert!(!text.contains("obf_ping_failures_total{"));
+    assert!(!text.contains("obf_credentials_valid{"));
+    assert!(!text.contains("obf_token_expiry_timestamp_seconds{"));
+
+    org.ping_failed(Reason::Timeout, None, Some(Duration::from_millis(20)));
+    let text = metrics.render();
+    assert!(text.contains("obf_ping_failures_total{org=\"acme\",reason=\"timeout\"} 1"));
+    assert!(text.contains("obf_ping_last_status_code{org=\"acme\"} 0"));
+    assert!(text.contains("obf_ping_success{org=\"acme\"} 0"));
+}
+
+#[test]
+fn removing_an_org_removes_every_series_it_had() {
+    let metrics = Metrics::new();
+    let acme = metrics.add_org(info("acme", &[("team", "a")]));
+    let other = metrics.add_org(info("other", &[]));
+    acme.ping_succeeded(200, Duration::from_millis(5));
+    acme.ping_failed(Reason::ServerError, Some(503), None);
+    acme.token_refreshed(Duration::from_millis(5), Some(Reason::Rejected));
+    acme.set_credentials_valid(false);
+    acme.set_token_expiry(SystemTime::now());
+    acme.set_subscription_expiry(1_900_000_000);
+    acme.subscription_check_failed(Reason::NotFound);
+    other.ping_succeeded(200, Duration::from_millis(5));
+
+    metrics.remove_org("acme");
+    let text = metrics.render();
+    assert!(!text.contains("\"acme\""), "acme series left:\n{text}");
+    assert!(text.contains("obf_ping_success{org=\"other\"} 1"));
+    assert!(text.contains("obf_org_info{api=\"v2\",client_id=\"OTHERID\""));
+}
+
+#[test]
+fn org_info_carries_each_orgs_own_custom_labels() {
+    let metrics = Metrics::new();
+    metrics.add_org(info("a", &[("team", "learning")]));
+    metrics.add_org(info("b", &[("cost_centre", "42")]));
+    let text = metrics.render();
+    assert!(text.contains(
+        "obf_org_info{api=\"v2\",client_id=\"AID\",host=\"https://openbadgefactory.com\",org=\"a\",team=\"learning\"} 1"
+    ));
+    assert!(text.contains(
+        "obf_org_info{api=\"v2\",client_id=\"BID\",cost_centre=\"42\",host=\"https://openbadgefactory.com\",org=\"b\"} 1"
+    ));
+    assert_eq!(text.matches("# TYPE obf_org_info gauge").count(), 1);
+}
+
+#[test]
+fn build_info_and_config_load_are_exposed() {
+    let metrics = Metrics::new();
+    metrics.record_config_load(true);
+    let text = metrics.render();
+    assert!(text.contains(&format!(
+        "obf_exporter_build_info{{revision=\"{REVISION}\",version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.contains("obf_config_last_reload_successful 1"));
+    metrics.record_config_load(false);
+    assert!(metrics
+        .render()
+        .contains("obf_config_last_reload_successful 0"));
+}
+
+#[test]
+fn render_org_keeps_only_that_orgs_series() {
+    let metrics = Metrics::new();
+    metrics
+        .add_org(info("a", &[]))
+        .ping_succeeded(200, Duration::from_millis(1));
+    metrics
+        .add_org(info("b", &[]))
+        .ping_succeeded(200, Duration::from_millis(1));
+    let text = metrics.render_org("a");
+    assert!(text.contains("obf_ping_success{org=\"a\"} 1"));
+    assert!(!text.contains("org=\"b\""));
+    assert!(!text.contains("obf_exporter_build_info"));
+}

@@ -23,6 +23,7 @@
 mod api;
 mod control;
 mod state;
+mod tokens;
 mod wire;
 
 #[cfg(test)]
@@ -224,6 +225,13 @@ impl Simulator {
     /// Changes global settings; takes effect for the next request.
     pub fn update_options(&self, f: impl FnOnce(&mut SimOptions)) {
         self.state.update_options(f);
+    }
+
+    /// The client's tokens the simulator still holds, oldest first: at most the 64 most recent,
+    /// without expired ones (pruned when the next is issued) or revoked ones. Empty for an unknown
+    /// client. For tests that check no token leaks into logs or metrics.
+    pub fn issued_tokens(&self, client_id: &str) -> Vec<String> {
+        self.state.issued_tokens(client_id)
     }
 
     /// Global totals.

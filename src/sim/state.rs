@@ -5,20 +5,16 @@
 //! await (latency faults are slept by the HTTP layer after the lock is released). Times are
 //! `tokio::time::Instant` so the token spacing and expiry follow `tokio::time::pause()`.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::tokens::TokenStore;
 use super::wire::unix_now;
 use super::{ClientStats, Faults, SimOptions, Stats};
 
-/// Live tokens kept per client; older ones are dropped first. Bounds memory when a client asks for a
-/// token every 10 s while each lives for hours (OBF's real limit is unknown).
-const MAX_LIVE_TOKENS: usize = 64;
 /// Issue times kept per client for `ClientStats`; plenty for any test, bounded for long soaks.
 const MAX_ISSUE_TIMES: usize = 1024;
 /// Default subscription length from the moment a client is added.
@@ -34,9 +30,8 @@ pub(super) struct State {
 struct Inner {
     options: SimOptions,
     clients: HashMap<String, Client>,
-    tokens: HashMap<String, TokenEntry>,
+    tokens: TokenStore,
     totals: Stats,
-    rng: SplitMix64,
 }
 
 struct Client {
@@ -45,16 +40,11 @@ struct Client {
     faults: Faults,
     /// Start of the current token spacing; only issued tokens set it.
     last_issued: Option<Instant>,
-    /// This client's tokens in issue order, to prune them without scanning every token.
+    /// This client's tokens in issue order, so the store can prune them without scanning all.
     live_tokens: VecDeque<String>,
     stats: Stats,
     issue_times_ms: VecDeque<u64>,
     default_paid_until: i64,
-}
-
-struct TokenEntry {
-    client_id: String,
-    expires_at: Instant,
 }
 
 /// What a request needs to know before it is answered: the target client's faults (default for an
@@ -95,9 +85,8 @@ impl State {
             inner: Mutex::new(Inner {
                 options,
                 clients: HashMap::new(),
-                tokens: HashMap::new(),
+                tokens: TokenStore::new(),
                 totals: Stats::default(),
-                rng: SplitMix64::seeded(),
             }),
         }
     }
@@ -139,9 +128,7 @@ impl State {
         };
         client.revoked = revoked;
         if revoked {
-            for token in client.live_tokens.drain(..) {
-                tokens.remove(&token);
-            }
+            tokens.forget(&mut client.live_tokens);
         }
         true
     }
@@ -187,6 +174,14 @@ impl State {
         })
     }
 
+    pub fn issued_tokens(&self, client_id: &str) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .clients
+            .get(client_id)
+            .map_or_else(Vec::new, |c| c.live_tokens.iter().cloned().collect())
+    }
+
     /// Counts a token request as it arrives and returns what shapes its answer.
     pub fn token_request(&self, client_id: Option<&str>) -> Plan {
         let mut inner = self.lock();
@@ -223,7 +218,6 @@ impl State {
             clients,
             tokens,
             totals,
-            rng,
         } = &mut *guard;
         let Some(client) = clients.get_mut(client_id) else {
             return TokenOutcome::Rejected;
@@ -259,20 +253,11 @@ impl State {
             .faults
             .token_lifetime_secs
             .map_or(options.token_lifetime, Duration::from_secs);
-        prune(client, tokens, now);
-        let token = rng.token();
         let expires_at = now
             .checked_add(lifetime)
             .or_else(|| now.checked_add(FAR_FUTURE))
             .unwrap_or(now);
-        tokens.insert(
-            token.clone(),
-            TokenEntry {
-                client_id: client_id.to_owned(),
-                expires_at,
-            },
-        );
-        client.live_tokens.push_back(token.clone());
+        let token = tokens.issue(client_id, &mut client.live_tokens, now, expires_at);
         client.last_issued = Some(now);
         if client.issue_times_ms.len() >= MAX_ISSUE_TIMES {
             client.issue_times_ms.pop_front();
@@ -285,7 +270,7 @@ impl State {
         totals.tokens_issued += 1;
         TokenOutcome::Issued {
             token,
-            expires_in: (!client.faults.omit_expires_in).then(|| lifetime.as_secs()),
+            expires_in: (!client.faults.omit_expires_in).then_some(lifetime.as_secs()),
         }
     }
 
@@ -312,15 +297,8 @@ impl State {
     pub fn authorized(&self, client_id: &str, token: &str) -> bool {
         let now = Instant::now();
         let mut inner = self.lock();
-        let Some(entry) = inner.tokens.get(token) else {
-            return false;
-        };
-        let (expired, owner_matches) = (entry.expires_at <= now, entry.client_id == client_id);
-        if expired {
-            inner.tokens.remove(token);
-            return false;
-        }
-        owner_matches && inner.clients.get(client_id).is_some_and(|c| !c.revoked)
+        inner.tokens.check(token, client_id, now)
+            && inner.clients.get(client_id).is_some_and(|c| !c.revoked)
     }
 
     /// The subscription end reported by client info.
@@ -334,11 +312,6 @@ impl State {
                 .unwrap_or(client.default_paid_until),
         )
     }
-
-    #[cfg(test)]
-    fn live_token_count(&self) -> usize {
-        self.lock().tokens.len()
-    }
 }
 
 fn plan(options: &SimOptions, faults: Faults) -> Plan {
@@ -346,53 +319,6 @@ fn plan(options: &SimOptions, faults: Faults) -> Plan {
         faults,
         rfc_mode: options.rfc_mode,
         retry_after_header: options.retry_after_header,
-    }
-}
-
-/// Drops the client's expired (or already forgotten) tokens, then its oldest ones beyond the cap
-/// minus the one about to be issued. Runs on every issue, so memory stays bounded per client.
-fn prune(client: &mut Client, tokens: &mut HashMap<String, TokenEntry>, now: Instant) {
-    client.live_tokens.retain(|t| match tokens.get(t) {
-        Some(entry) if entry.expires_at > now => true,
-        Some(_) => {
-            tokens.remove(t);
-            false
-        }
-        None => false,
-    });
-    while client.live_tokens.len() >= MAX_LIVE_TOKENS {
-        if let Some(oldest) = client.live_tokens.pop_front() {
-            tokens.remove(&oldest);
-        }
-    }
-}
-
-/// splitmix64: a tiny PRNG, enough for unguessable-in-practice simulator tokens (no `rand` crate).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// Seeded from std's per-process random hash keys and the wall clock.
-    fn seeded() -> Self {
-        let mut hasher = RandomState::new().build_hasher();
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        hasher.write_u128(nanos);
-        Self(hasher.finish())
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// 40 hex characters (160 bits).
-    fn token(&mut self) -> String {
-        let (a, b, c) = (self.next(), self.next(), self.next());
-        format!("{a:016x}{b:016x}{:08x}", c >> 32)
     }
 }
 
@@ -444,36 +370,17 @@ mod tests {
         assert!(state.authorized("org", &token));
         advance(Duration::from_secs(1)).await;
         assert!(!state.authorized("org", &token));
-        assert_eq!(state.live_token_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn live_tokens_per_client_are_capped_oldest_first() {
-        let state = state(0, 18_000);
-        let first = issued(state.issue("org", "s3cret"));
-        for _ in 0..MAX_LIVE_TOKENS + 10 {
-            issued(state.issue("org", "s3cret"));
-        }
-        assert_eq!(state.live_token_count(), MAX_LIVE_TOKENS);
-        assert!(!state.authorized("org", &first));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expired_tokens_are_pruned_when_a_new_one_is_issued() {
-        let state = state(0, 5);
-        for _ in 0..10 {
-            issued(state.issue("org", "s3cret"));
-            advance(Duration::from_secs(6)).await;
-        }
-        assert_eq!(state.live_token_count(), 1);
-    }
-
-    #[test]
-    fn tokens_are_40_hex_chars_and_differ() {
-        let mut rng = SplitMix64::seeded();
-        let (a, b) = (rng.token(), rng.token());
-        assert_eq!(a.len(), 40);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
+    async fn revoking_forgets_the_clients_tokens() {
+        let state = state(0, 60);
+        let token = issued(state.issue("org", "s3cret"));
+        assert_eq!(state.issued_tokens("org"), vec![token.clone()]);
+        assert!(state.set_revoked("org", true));
+        assert!(state.issued_tokens("org").is_empty());
+        assert!(state.set_revoked("org", false));
+        assert!(!state.authorized("org", &token));
+        assert!(state.issued_tokens("nobody").is_empty());
     }
 }

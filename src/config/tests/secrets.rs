@@ -17,7 +17,7 @@ fn exactly_one_secret_source_is_required() {
     assert_problem(
         &two,
         &[
-            "org[0] (\"acme\"): client_secret_env, client_secret are all set",
+            "org[0] (\"acme\"): more than one client secret source is set (client_secret_env, client_secret)",
             "exactly one",
         ],
     );

@@ -1,0 +1,23 @@
+//! Bakes the git revision into the binary for `obf_exporter_build_info` ("unknown" outside git).
+
+use std::process::Command;
+
+fn main() {
+    let revision = std::env::var("OBF_EXPORTER_REVISION").ok().or_else(|| {
+        let output = Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+            .filter(|r| !r.is_empty())
+    });
+    if let Some(revision) = revision {
+        println!("cargo:rustc-env=OBF_EXPORTER_REVISION={revision}");
+    }
+    println!("cargo:rerun-if-env-changed=OBF_EXPORTER_REVISION");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+}

@@ -1,0 +1,158 @@
+//! Test harness: the simulator and the agent in-process on 127.0.0.1 with ephemeral ports, and
+//! helpers to read metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use obf_exporter::agent::build_orgs;
+use obf_exporter::config::{self, Config};
+use obf_exporter::metrics::Metrics;
+use obf_exporter::probe::Org;
+use obf_exporter::sim::{SimOptions, Simulator};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestSim {
+    pub sim: Simulator,
+    pub addr: SocketAddr,
+}
+
+impl TestSim {
+    pub async fn start(options: SimOptions) -> Self {
+        let sim = Simulator::new(options);
+        let (addr, _task) = sim
+            .clone()
+            .spawn("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("simulator starts");
+        TestSim { sim, addr }
+    }
+
+    /// A simulator whose token spacing is `min_interval` (tests scale the 10 s down).
+    pub async fn with_spacing(min_interval: Duration) -> Self {
+        Self::start(SimOptions {
+            token_min_interval: min_interval,
+            ..SimOptions::default()
+        })
+        .await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Registers a client and returns an `[[org]]` table for it.
+    pub fn org(&self, name: &str, client_id: &str, extra: &str) -> String {
+        let secret = format!("{client_id}-secret-value");
+        self.sim.add_client(client_id, &secret);
+        format!(
+            "[[org]]\nname = \"{name}\"\nclient_id = \"{client_id}\"\nclient_secret = \"{secret}\"\nhost = \"{}\"\n{extra}\n",
+            self.url()
+        )
+    }
+}
+
+pub fn parse_config(text: &str) -> Config {
+    match config::parse(text, "test.toml", &|_| None) {
+        Ok(config) => config,
+        Err(error) => panic!("test config invalid:\n{error}\n---\n{text}"),
+    }
+}
+
+/// Orgs built from `text`, to probe by hand.
+pub fn orgs(text: &str) -> (Arc<Metrics>, Vec<Arc<Org>>) {
+    let metrics = Arc::new(Metrics::new());
+    let orgs = build_orgs(&parse_config(text), &metrics).expect("orgs build");
+    (metrics, orgs)
+}
+
+/// The whole agent (schedules + HTTP server) running in this process.
+pub struct App {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl App {
+    pub async fn spawn(text: &str) -> Self {
+        let config = parse_config(text);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(obf_exporter::commands::serve(
+            config,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        App {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        get(&format!("http://{}/metrics", self.addr)).await.1
+    }
+
+    pub async fn value(&self, series: &str) -> Option<f64> {
+        metric_value(&self.metrics().await, series)
+    }
+
+    /// Polls until `series` satisfies `check`, failing after `within`.
+    pub async fn wait_for(
+        &self,
+        series: &str,
+        within: Duration,
+        check: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(value) = self.value(series).await {
+                if check(value) {
+                    return value;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "{series} never matched within {within:?}; metrics:\n{}",
+                    self.metrics().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().expect("agent stops cleanly");
+    }
+}
+
+pub async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("request succeeds");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// The value of one series in the text format, e.g. `obf_ping_success{org="a"}`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// A loopback port with nothing listening.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
