@@ -82,7 +82,8 @@ impl ObfClient {
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(300));
+            .pool_idle_timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(crate::agent::MAX_PROBES_IN_FLIGHT);
         if let Some(path) = ca_file {
             let pem = std::fs::read(path)
                 .map_err(|e| BuildError(format!("ca_file {}: {e}", path.display())))?;
