@@ -10,7 +10,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Config, OrgConfig};
+use crate::config::{Config, OrgConfig, Schedule};
 use crate::metrics::{Metrics, OrgInfoLabels};
 use crate::obf_client::{BuildError, ObfClient};
 use crate::probe::Org;
@@ -70,13 +70,16 @@ pub fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Org>>, B
         .map(|org| {
             let client = shared.client(org, connect_timeout)?;
             let cache = shared.cache(org);
-            let org_metrics = metrics.add_org(OrgInfoLabels {
-                org: org.name.to_string(),
-                client_id: org.client_id.clone(),
-                host: org.host.clone(),
-                api: org.api.as_str().to_string(),
-                custom: org.labels.clone(),
-            });
+            let org_metrics = metrics.add_org(
+                OrgInfoLabels {
+                    org: org.name.to_string(),
+                    client_id: org.client_id.clone(),
+                    host: org.host.clone(),
+                    api: org.api.as_str().to_string(),
+                    custom: org.labels.clone(),
+                },
+                planned_interval(&org.schedule),
+            );
             Ok(Arc::new(Org::new(org.clone(), org_metrics, cache, client)))
         })
         .collect()
@@ -86,6 +89,20 @@ pub fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Org>>, B
 /// bound, 10,000 orgs would open 20,000 connections at once (file descriptors, ~40 KB of buffers
 /// each). Queued probes start as others finish; waiting is not counted in any latency.
 pub const MAX_PROBES_IN_FLIGHT: usize = 256;
+
+/// The planned gap between runs: the interval, or for cron the gap between its next two runs.
+pub fn planned_interval(schedule: &Schedule) -> Duration {
+    match schedule {
+        Schedule::Interval(interval) => *interval,
+        Schedule::Cron(cron) => {
+            let now = std::time::SystemTime::now();
+            cron.next_after(now)
+                .and_then(|next| Some((next, cron.next_after(next)?)))
+                .and_then(|(next, after)| after.duration_since(next).ok())
+                .unwrap_or_default()
+        }
+    }
+}
 
 struct Running {
     org: Arc<Org>,

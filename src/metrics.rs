@@ -41,6 +41,8 @@ pub struct Metrics {
     ping_failures: IntCounterVec,
     ping_last_status: IntGaugeVec,
     ping_last_success: GaugeVec,
+    probe_last_run: GaugeVec,
+    probe_interval: GaugeVec,
     token_refreshes: IntCounterVec,
     token_refresh_failures: IntCounterVec,
     token_refresh_duration: HistogramVec,
@@ -96,6 +98,22 @@ impl Metrics {
                 Opts::new(
                     "obf_ping_last_success_timestamp_seconds",
                     "Unix time of the last successful ping.",
+                ),
+                org,
+            )
+            .expect("valid metric"),
+            probe_last_run: GaugeVec::new(
+                Opts::new(
+                    "obf_probe_last_run_timestamp_seconds",
+                    "Unix time the last probe of the org finished, whatever its result.",
+                ),
+                org,
+            )
+            .expect("valid metric"),
+            probe_interval: GaugeVec::new(
+                Opts::new(
+                    "obf_probe_interval_seconds",
+                    "Planned seconds between the org's probes (for cron: between the next two runs).",
                 ),
                 org,
             )
@@ -206,6 +224,8 @@ impl Metrics {
             Box::new(self.ping_failures.clone()),
             Box::new(self.ping_last_status.clone()),
             Box::new(self.ping_last_success.clone()),
+            Box::new(self.probe_last_run.clone()),
+            Box::new(self.probe_interval.clone()),
             Box::new(self.token_refreshes.clone()),
             Box::new(self.token_refresh_failures.clone()),
             Box::new(self.token_refresh_duration.clone()),
@@ -234,10 +254,13 @@ impl Metrics {
     }
 
     /// Creates an org's series that exist from the start, and its `obf_org_info`.
-    pub fn add_org(&self, info: OrgInfoLabels) -> OrgMetrics {
+    pub fn add_org(&self, info: OrgInfoLabels, interval: Duration) -> OrgMetrics {
         let name = info.org.clone();
         let org = name.as_str();
         self.org_info.set(info);
+        self.probe_interval
+            .with_label_values(&[org])
+            .set(interval.as_secs_f64());
         OrgMetrics {
             ping_success: self.ping_success.clone(),
             ping_duration: self.ping_duration.with_label_values(&[org]),
@@ -246,6 +269,7 @@ impl Metrics {
             ping_failures: self.ping_failures.clone(),
             ping_last_status: self.ping_last_status.clone(),
             ping_last_success: self.ping_last_success.clone(),
+            probe_last_run: self.probe_last_run.clone(),
             token_refreshes_ok: self.token_refreshes.with_label_values(&[org, "success"]),
             token_refreshes_failed: self.token_refreshes.with_label_values(&[org, "failure"]),
             token_refresh_failures: self.token_refresh_failures.clone(),
@@ -271,6 +295,8 @@ impl Metrics {
         }
         for vec in [
             &self.ping_last_success,
+            &self.probe_last_run,
+            &self.probe_interval,
             &self.token_expiry,
             &self.subscription_expiry,
         ] {
@@ -362,6 +388,7 @@ pub struct OrgMetrics {
     ping_failures: IntCounterVec,
     ping_last_status: IntGaugeVec,
     ping_last_success: GaugeVec,
+    probe_last_run: GaugeVec,
     token_refreshes_ok: IntCounter,
     token_refreshes_failed: IntCounter,
     token_refresh_failures: IntCounterVec,
@@ -426,6 +453,13 @@ impl OrgMetrics {
 
     pub fn set_token_expiry(&self, at: SystemTime) {
         self.token_expiry
+            .with_label_values(&self.labels())
+            .set(unix_seconds(at));
+    }
+
+    /// A probe finished (absent until the first one, so staleness alerts do not fire at start).
+    pub fn probe_finished(&self, at: SystemTime) {
+        self.probe_last_run
             .with_label_values(&self.labels())
             .set(unix_seconds(at));
     }

@@ -160,7 +160,9 @@ impl Org {
             report.token_expires_at = Some(crate::metrics::unix_seconds(at));
         }
         report.credentials_valid = snapshot.credentials_valid;
-        report.finished_at = crate::metrics::unix_seconds(SystemTime::now());
+        let finished = SystemTime::now();
+        self.metrics.probe_finished(finished);
+        report.finished_at = crate::metrics::unix_seconds(finished);
         self.remember(&report);
         report
     }

@@ -2,6 +2,12 @@
 
 use super::*;
 
+impl Metrics {
+    fn add_org_for_test(&self, info: OrgInfoLabels) -> OrgMetrics {
+        self.add_org(info, Duration::from_secs(60))
+    }
+}
+
 fn info(org: &str, custom: &[(&str, &str)]) -> OrgInfoLabels {
     OrgInfoLabels {
         org: org.to_string(),
@@ -18,7 +24,7 @@ fn info(org: &str, custom: &[(&str, &str)]) -> OrgInfoLabels {
 #[test]
 fn result_series_start_at_zero_and_reason_series_appear_on_first_use() {
     let metrics = Metrics::new();
-    let org = metrics.add_org(info("acme", &[]));
+    let org = metrics.add_org_for_test(info("acme", &[]));
     let text = metrics.render();
     assert!(text.contains("obf_pings_total{org=\"acme\",result=\"success\"} 0"));
     assert!(text.contains("obf_pings_total{org=\"acme\",result=\"failure\"} 0"));
@@ -38,8 +44,8 @@ fn result_series_start_at_zero_and_reason_series_appear_on_first_use() {
 #[test]
 fn removing_an_org_removes_every_series_it_had() {
     let metrics = Metrics::new();
-    let acme = metrics.add_org(info("acme", &[("team", "a")]));
-    let other = metrics.add_org(info("other", &[]));
+    let acme = metrics.add_org_for_test(info("acme", &[("team", "a")]));
+    let other = metrics.add_org_for_test(info("other", &[]));
     acme.ping_succeeded(200, Duration::from_millis(5));
     acme.ping_failed(Reason::ServerError, Some(503), None);
     acme.token_refreshed(Duration::from_millis(5), Some(Reason::Rejected));
@@ -59,8 +65,8 @@ fn removing_an_org_removes_every_series_it_had() {
 #[test]
 fn org_info_carries_each_orgs_own_custom_labels() {
     let metrics = Metrics::new();
-    metrics.add_org(info("a", &[("team", "learning")]));
-    metrics.add_org(info("b", &[("cost_centre", "42")]));
+    metrics.add_org_for_test(info("a", &[("team", "learning")]));
+    metrics.add_org_for_test(info("b", &[("cost_centre", "42")]));
     let text = metrics.render();
     assert!(text.contains(
         "obf_org_info{api=\"v2\",client_id=\"AID\",host=\"https://openbadgefactory.com\",org=\"a\",team=\"learning\"} 1"
@@ -91,10 +97,10 @@ fn build_info_and_config_load_are_exposed() {
 fn render_org_keeps_only_that_orgs_series() {
     let metrics = Metrics::new();
     metrics
-        .add_org(info("a", &[]))
+        .add_org_for_test(info("a", &[]))
         .ping_succeeded(200, Duration::from_millis(1));
     metrics
-        .add_org(info("b", &[]))
+        .add_org_for_test(info("b", &[]))
         .ping_succeeded(200, Duration::from_millis(1));
     let text = metrics.render_org("a");
     assert!(text.contains("obf_ping_success{org=\"a\"} 1"));

@@ -95,6 +95,8 @@ async fn every_contract_family_is_exposed_with_its_type() {
         ("obf_config_last_reload_successful", "gauge"),
         ("obf_config_last_reload_success_timestamp_seconds", "gauge"),
         ("obf_schedule_lateness_seconds", "histogram"),
+        ("obf_probe_last_run_timestamp_seconds", "gauge"),
+        ("obf_probe_interval_seconds", "gauge"),
         ("process_cpu_seconds_total", "counter"),
         ("process_resident_memory_bytes", "gauge"),
     ];
