@@ -1,11 +1,13 @@
 //! The running agent: turns a validated config into orgs (sharing HTTP clients and token caches),
-//! starts one schedule task per org, and stops them gracefully.
+//! runs one schedule task per org, applies reloads (unchanged orgs keep their token and phase) and
+//! stops gracefully.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -17,32 +19,57 @@ use crate::probe::Org;
 use crate::schedule::{run_schedule, Plan};
 use crate::token::{TokenCache, TokenPolicy};
 
-/// Shares what must be shared between orgs: one HTTP client (and pool) per trust setting, one
-/// token cache per credential (host + client_id).
+/// Probes in flight at once, across all orgs. Orgs on one interval all fall due together; without a
+/// bound, 10,000 orgs would open 20,000 connections at once (file descriptors, ~40 KB of buffers
+/// each). Queued probes start as others finish; waiting is not counted in any latency.
+pub const MAX_PROBES_IN_FLIGHT: usize = 256;
+
+/// What makes two orgs' token caches interchangeable: same endpoint, same credentials, same rules.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CredentialKey {
+    host: String,
+    client_id: String,
+    secret: String,
+    policy: (Duration, Duration, Duration),
+}
+
+impl CredentialKey {
+    fn of(org: &OrgConfig) -> Self {
+        CredentialKey {
+            host: org.host.clone(),
+            client_id: org.client_id.clone(),
+            secret: org.client_secret.expose_secret().to_string(),
+            policy: (
+                org.token_refresh_margin,
+                org.token_min_interval,
+                org.token_max_age,
+            ),
+        }
+    }
+}
+
+/// One HTTP client (and pool) per trust setting and one token cache per credential, kept across
+/// reloads so an unchanged credential keeps its token.
 #[derive(Default)]
-pub struct Shared {
+struct Shared {
     clients: HashMap<Option<PathBuf>, ObfClient>,
-    caches: HashMap<(String, String), Arc<TokenCache>>,
+    caches: HashMap<CredentialKey, Arc<TokenCache>>,
 }
 
 impl Shared {
-    fn client(
-        &mut self,
-        org: &OrgConfig,
-        connect_timeout: Duration,
-    ) -> Result<ObfClient, BuildError> {
+    fn client(&mut self, org: &OrgConfig) -> Result<ObfClient, BuildError> {
         if let Some(client) = self.clients.get(&org.ca_file) {
             return Ok(client.clone());
         }
-        let client = ObfClient::new(org.ca_file.as_deref(), connect_timeout)?;
+        // The connect timeout is client-wide; each request's own total timeout still applies.
+        let client = ObfClient::new(org.ca_file.as_deref(), Duration::from_secs(30))?;
         self.clients.insert(org.ca_file.clone(), client.clone());
         Ok(client)
     }
 
     fn cache(&mut self, org: &OrgConfig) -> Arc<TokenCache> {
-        let key = (org.host.clone(), org.client_id.clone());
         self.caches
-            .entry(key)
+            .entry(CredentialKey::of(org))
             .or_insert_with(|| {
                 Arc::new(TokenCache::new(TokenPolicy {
                     refresh_margin: org.token_refresh_margin,
@@ -52,43 +79,46 @@ impl Shared {
             })
             .clone()
     }
+
+    /// Drops caches and clients no org uses any more.
+    fn retain_used(&mut self, orgs: &BTreeMap<String, Running>) {
+        self.caches
+            .retain(|_, cache| orgs.values().any(|r| Arc::ptr_eq(&r.org.tokens, cache)));
+        self.clients
+            .retain(|ca_file, _| orgs.values().any(|r| &r.org.config.ca_file == ca_file));
+    }
+
+    fn build(&mut self, config: &OrgConfig, metrics: &Metrics) -> Result<Arc<Org>, BuildError> {
+        let client = self.client(config)?;
+        let cache = self.cache(config);
+        let org_metrics = metrics.add_org(
+            OrgInfoLabels {
+                org: config.name.to_string(),
+                client_id: config.client_id.clone(),
+                host: config.host.clone(),
+                api: config.api.as_str().to_string(),
+                custom: config.labels.clone(),
+            },
+            planned_interval(&config.schedule),
+        );
+        Ok(Arc::new(Org::new(
+            config.clone(),
+            org_metrics,
+            cache,
+            client,
+        )))
+    }
 }
 
-/// Builds every org of `config`, registering its series in `metrics`.
+/// Builds every org of `config` without scheduling them (for `probe`).
 pub fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Org>>, BuildError> {
     let mut shared = Shared::default();
-    // The connect timeout is a client-wide setting; each request's own total timeout still applies.
-    let connect_timeout = config
-        .orgs
-        .iter()
-        .map(|o| o.timeout)
-        .max()
-        .unwrap_or(Duration::from_secs(10));
     config
         .orgs
         .iter()
-        .map(|org| {
-            let client = shared.client(org, connect_timeout)?;
-            let cache = shared.cache(org);
-            let org_metrics = metrics.add_org(
-                OrgInfoLabels {
-                    org: org.name.to_string(),
-                    client_id: org.client_id.clone(),
-                    host: org.host.clone(),
-                    api: org.api.as_str().to_string(),
-                    custom: org.labels.clone(),
-                },
-                planned_interval(&org.schedule),
-            );
-            Ok(Arc::new(Org::new(org.clone(), org_metrics, cache, client)))
-        })
+        .map(|org| shared.build(org, metrics))
         .collect()
 }
-
-/// Probes in flight at once, across all orgs. Orgs on one interval all fall due together; without a
-/// bound, 10,000 orgs would open 20,000 connections at once (file descriptors, ~40 KB of buffers
-/// each). Queued probes start as others finish; waiting is not counted in any latency.
-pub const MAX_PROBES_IN_FLIGHT: usize = 256;
 
 /// The planned gap between runs: the interval, or for cron the gap between its next two runs.
 pub fn planned_interval(schedule: &Schedule) -> Duration {
@@ -110,54 +140,136 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// The orgs currently configured, readable without waiting for a reload to finish.
+pub type OrgList = Arc<RwLock<BTreeMap<String, Arc<Org>>>>;
+
+/// What a reload changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: usize,
+}
+
 /// The schedule tasks of all orgs.
 pub struct Agent {
     metrics: Arc<Metrics>,
+    shared: Shared,
     running: BTreeMap<String, Running>,
+    published: OrgList,
+    slots: Arc<Semaphore>,
 }
 
 impl Agent {
-    /// Starts one schedule per org; first runs start now (plus jitter).
-    pub fn start(metrics: Arc<Metrics>, orgs: Vec<Arc<Org>>) -> Self {
-        let anchor = Instant::now();
-        let slots = Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT));
-        let running = orgs
-            .into_iter()
-            .map(|org| {
-                let (stop, shutdown) = watch::channel(false);
-                let plan = Plan {
-                    schedule: org.config.schedule.clone(),
-                    jitter: org.config.jitter,
-                    anchor,
-                };
-                let lateness = metrics.schedule_lateness.clone();
-                let task_org = org.clone();
-                let slots = slots.clone();
-                let task = tokio::spawn(async move {
-                    let name = task_org.name().to_string();
-                    run_schedule(plan, &name, lateness, shutdown, || {
-                        let (org, slots) = (task_org.clone(), slots.clone());
-                        async move {
-                            // The semaphore is never closed, so acquiring cannot fail.
-                            let _slot = slots.acquire().await;
-                            org.probe().await;
-                        }
-                    })
-                    .await;
-                });
-                (org.name().to_string(), Running { org, stop, task })
-            })
-            .collect();
-        Agent { metrics, running }
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Agent {
+            metrics,
+            shared: Shared::default(),
+            running: BTreeMap::new(),
+            published: OrgList::default(),
+            slots: Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT)),
+        }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// The orgs, by name.
-    pub fn orgs(&self) -> Vec<Arc<Org>> {
-        self.running.values().map(|r| r.org.clone()).collect()
+    /// A live view of the configured orgs.
+    pub fn org_list(&self) -> OrgList {
+        self.published.clone()
+    }
+
+    /// Makes the running orgs those of `config`: unchanged orgs keep their task, schedule phase
+    /// and token; changed orgs restart their schedule; removed orgs stop and lose their series;
+    /// new orgs start now. Waits for the runs in progress of stopped orgs to finish.
+    pub async fn apply(&mut self, config: &Config) -> Result<Changes, BuildError> {
+        let mut changes = Changes::default();
+        let wanted: BTreeMap<&str, &OrgConfig> =
+            config.orgs.iter().map(|o| (o.name.as_str(), o)).collect();
+
+        // Build everything first, so a failure leaves the running set as it was.
+        let mut starting = Vec::new();
+        for (name, org_config) in &wanted {
+            match self.running.get(*name) {
+                Some(running) if running.org.config.same_settings(org_config) => {
+                    changes.unchanged += 1;
+                }
+                existing => {
+                    match existing {
+                        Some(_) => changes.changed.push(name.to_string()),
+                        None => changes.added.push(name.to_string()),
+                    }
+                    starting.push(self.shared.build(org_config, &self.metrics)?);
+                }
+            }
+        }
+
+        let stopping: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !wanted.contains_key(name.as_str()) || changes.changed.contains(name))
+            .cloned()
+            .collect();
+        let mut stopped = Vec::new();
+        for name in &stopping {
+            if let Some(running) = self.running.remove(name) {
+                let _ = running.stop.send(true);
+                stopped.push(running);
+            }
+        }
+        for running in stopped {
+            let _ = running.task.await;
+        }
+        for name in stopping {
+            if !wanted.contains_key(name.as_str()) {
+                self.metrics.remove_org(&name);
+                changes.removed.push(name);
+            }
+        }
+
+        for org in starting {
+            let running = self.spawn(org);
+            self.running.insert(running.org.name().to_string(), running);
+        }
+        self.shared.retain_used(&self.running);
+        self.publish();
+        Ok(changes)
+    }
+
+    fn spawn(&self, org: Arc<Org>) -> Running {
+        let (stop, shutdown) = watch::channel(false);
+        // A new or changed org starts now; unchanged orgs are never respawned, so keep their phase.
+        let plan = Plan {
+            schedule: org.config.schedule.clone(),
+            jitter: org.config.jitter,
+            anchor: Instant::now(),
+        };
+        let lateness = self.metrics.schedule_lateness.clone();
+        let (task_org, slots) = (org.clone(), self.slots.clone());
+        let task = tokio::spawn(async move {
+            let name = task_org.name().to_string();
+            run_schedule(plan, &name, lateness, shutdown, || {
+                let (org, slots) = (task_org.clone(), slots.clone());
+                async move {
+                    // The semaphore is never closed, so acquiring cannot fail.
+                    let _slot = slots.acquire().await;
+                    org.probe().await;
+                }
+            })
+            .await;
+        });
+        Running { org, stop, task }
+    }
+
+    fn publish(&self) {
+        let orgs = self
+            .running
+            .iter()
+            .map(|(name, running)| (name.clone(), running.org.clone()))
+            .collect();
+        *self.published.write().unwrap_or_else(|e| e.into_inner()) = orgs;
     }
 
     /// Stops scheduling and waits for runs in progress to finish (each is bounded by its timeouts).

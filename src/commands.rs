@@ -3,17 +3,18 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::agent::{build_orgs, Agent};
 use crate::config::{self, Config, DEFAULT_LISTEN};
+use crate::controller::{self, ConfigSource, Controller};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
+use crate::shard::Shard;
 use crate::sim::{SimOptions, Simulator};
 
 /// `check`: prints every problem, one line each. Returns whether the config is valid.
@@ -35,9 +36,24 @@ pub fn check(path: &Path) -> bool {
     }
 }
 
-/// Loads the config or reports every problem, one line each.
-pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    let config = config::load(path).map_err(|error| {
+/// `run`: the agent, until `shutdown` completes.
+pub async fn run(
+    source: ConfigSource,
+    shard: Option<Shard>,
+    listen: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = first_config(&source, shard)?;
+    let listen = listen.or(config.listen).unwrap_or(DEFAULT_LISTEN);
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    serve_source(config, source, shard, listener, shutdown).await
+}
+
+/// Loads the first config, logging every problem and warning.
+pub fn first_config(source: &ConfigSource, shard: Option<Shard>) -> anyhow::Result<Config> {
+    let config = controller::load(source, shard).map_err(|error| {
         for problem in &error.problems {
             tracing::error!("{problem}");
         }
@@ -46,25 +62,27 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    if let Some(shard) = shard {
+        tracing::info!(%shard, orgs = config.orgs.len(), "sharding: this process handles its share of the orgs");
+    }
     Ok(config)
 }
 
-/// `run`: the agent, until `shutdown` completes.
-pub async fn run(
-    config: Config,
-    listen: Option<SocketAddr>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listen = listen.or(config.listen).unwrap_or(DEFAULT_LISTEN);
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    serve(config, listener, shutdown).await
-}
-
-/// The agent on an already bound listener (tests bind port 0), until `shutdown` completes.
+/// The agent with a fixed config on an already bound listener (tests bind port 0).
 pub async fn serve(
     config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let source = ConfigSource::Fixed(Box::new(config.clone()));
+    serve_source(config, source, None, listener, shutdown).await
+}
+
+/// The agent until `shutdown` completes; reloads from `source` on SIGHUP and `POST /-/reload`.
+pub async fn serve_source(
+    config: Config,
+    source: ConfigSource,
+    shard: Option<Shard>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -72,20 +90,18 @@ pub async fn serve(
         anyhow::bail!("[exporter.web] (TLS and basic auth) is not supported by this version yet");
     }
     let metrics = Arc::new(Metrics::new());
-    let orgs = build_orgs(&config, &metrics)?;
-    metrics.record_config_load(true);
-    let ready = Arc::new(AtomicBool::new(false));
+    let controller = Controller::start(source, shard, metrics, &config).await?;
+    let ready = Arc::new(AtomicBool::new(true));
     let state = ServerState {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
+        controller: controller.clone(),
+        ready,
     };
-    let agent = Agent::start(metrics, orgs);
-    ready.store(true, Ordering::Release);
     tracing::info!(
         address = %listener.local_addr()?,
         orgs = config.orgs.len(),
         "obf-exporter running; metrics at /metrics"
     );
+    let reloads = tokio::spawn(reload_on_sighup(controller.clone()));
 
     // Stop order: stop scheduling, let runs in progress finish, then close the server.
     let (server_stop, mut server_stopped) = watch::channel(false);
@@ -94,11 +110,33 @@ pub async fn serve(
     }));
     shutdown.await;
     tracing::info!("shutting down: letting runs in progress finish");
-    agent.stop().await;
+    reloads.abort();
+    controller.stop().await;
     let _ = server_stop.send(true);
     server.await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the config on every SIGHUP.
+async fn reload_on_sighup(controller: Arc<Controller>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; reload with POST /-/reload");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = controller.reload().await;
+        }
+    }
+    #[cfg(not(unix))]
+    drop(controller);
 }
 
 /// Completes on SIGTERM or Ctrl-C.
@@ -146,4 +184,118 @@ pub async fn sim(listen: SocketAddr, orgs: usize) -> anyhow::Result<()> {
         _ = shutdown_signal() => {},
     }
     Ok(())
+}
+
+/// Output of the `probe` command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeFormat {
+    Text,
+    Json,
+}
+
+/// `probe`: probes every org (or one) now, prints one line per org (or JSON) and returns whether
+/// all succeeded. Respects the token rules: orgs sharing a credential share one token.
+pub async fn probe(
+    path: &Path,
+    org: Option<&str>,
+    format: ProbeFormat,
+    shard: Option<Shard>,
+) -> anyhow::Result<bool> {
+    let source = ConfigSource::File(path.to_path_buf());
+    let mut config = first_config(&source, shard)?;
+    if let Some(name) = org {
+        config.orgs.retain(|o| o.name.as_str() == name);
+        if config.orgs.is_empty() {
+            anyhow::bail!(
+                "unknown org {name:?}: not in {} (or not in this shard)",
+                path.display()
+            );
+        }
+    }
+    let metrics = Metrics::new();
+    let orgs = crate::agent::build_orgs(&config, &metrics)?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        crate::agent::MAX_PROBES_IN_FLIGHT,
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, org) in orgs.into_iter().enumerate() {
+        let slots = slots.clone();
+        tasks.spawn(async move {
+            let _slot = slots.acquire().await;
+            (index, org.probe().await)
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        reports.push(joined?);
+    }
+    reports.sort_by_key(|(index, _)| *index);
+    let reports: Vec<_> = reports.into_iter().map(|(_, report)| report).collect();
+    match format {
+        ProbeFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        ProbeFormat::Text => {
+            println!(
+                "{:<24} {:<8} {:<16} {:>6} {:>9} {:>9} {:<20} {:<20}",
+                "ORG",
+                "RESULT",
+                "REASON",
+                "STATUS",
+                "PING_MS",
+                "TOKEN_MS",
+                "TOKEN_EXPIRES",
+                "SUBSCRIPTION_ENDS"
+            );
+            for report in &reports {
+                println!("{}", probe_line(report));
+            }
+        }
+    }
+    Ok(reports.iter().all(|r| r.success))
+}
+
+fn probe_line(report: &crate::probe::ProbeReport) -> String {
+    let ms = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.1}", s * 1000.0));
+    let time = |t: Option<f64>| {
+        t.map_or("-".to_string(), |t| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+            humantime::format_rfc3339_seconds(at).to_string()
+        })
+    };
+    format!(
+        "{:<24} {:<8} {:<16} {:>6} {:>9} {:>9} {:<20} {:<20}",
+        report.org,
+        if report.success { "ok" } else { "FAILED" },
+        report.reason.map_or("-", |r| r.as_str()),
+        report.status.map_or("-".to_string(), |s| s.to_string()),
+        ms(report.ping_seconds),
+        ms(report.token_seconds),
+        time(report.token_expires_at),
+        time(report.subscription_ends.map(|s| s as f64)),
+    )
+}
+
+/// `healthcheck`: GET the URL; healthy on a 2xx answer within 5 s.
+pub async fn healthcheck(url: &str, insecure: bool) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .tls_danger_accept_invalid_certs(insecure)
+        .build();
+    let result = match client {
+        Ok(client) => client.get(url).send().await,
+        Err(error) => {
+            eprintln!("healthcheck: {error}");
+            return false;
+        }
+    };
+    match result {
+        Ok(response) if response.status().is_success() => true,
+        Ok(response) => {
+            eprintln!("healthcheck: {url} answered {}", response.status());
+            false
+        }
+        Err(error) => {
+            eprintln!("healthcheck: {url}: {error}");
+            false
+        }
+    }
 }

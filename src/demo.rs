@@ -59,7 +59,7 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
         .await
         .context("cannot start the simulator")?;
     let config = demo_config(sim_addr)?;
-    let agent_addr = listen.or(config.listen).unwrap_or(config::DEFAULT_LISTEN);
+    let agent_addr = listen.unwrap_or(config::DEFAULT_LISTEN);
     let shown = match agent_addr.ip().is_unspecified() {
         true => SocketAddr::from((Ipv4Addr::LOCALHOST, agent_addr.port())),
         false => agent_addr,
@@ -73,7 +73,14 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     );
     println!("  stop: Ctrl-C");
     tokio::spawn(revoke_cycle(simulator));
-    crate::commands::run(config, Some(agent_addr), crate::commands::shutdown_signal()).await
+    let source = crate::controller::ConfigSource::Fixed(Box::new(config));
+    crate::commands::run(
+        source,
+        None,
+        Some(agent_addr),
+        crate::commands::shutdown_signal(),
+    )
+    .await
 }
 
 /// Revokes and restores the demo org's credentials, over and over.

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod commands;
 pub mod config;
+pub mod controller;
 pub mod demo;
 pub mod logging;
 pub mod metrics;
@@ -14,5 +15,6 @@ pub mod random;
 pub mod reason;
 pub mod schedule;
 pub mod server;
+pub mod shard;
 pub mod sim;
 pub mod token;

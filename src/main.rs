@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use obf_exporter::commands::{self, ProbeFormat};
+use obf_exporter::controller::ConfigSource;
+use obf_exporter::demo;
 use obf_exporter::logging::{self, LogFormat};
-use obf_exporter::{commands, demo};
+use obf_exporter::shard::Shard;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +29,9 @@ struct Cli {
     /// Listen address, for `run` when no subcommand is given.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Handle only shard K of N, for `run` when no subcommand is given.
+    #[arg(long)]
+    shard: Option<Shard>,
 }
 
 #[derive(Subcommand)]
@@ -37,11 +43,26 @@ enum Command {
         /// Default: `[exporter] listen`, else 0.0.0.0:9852.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Handle only the orgs whose name hashes (FNV-1a 64) to K modulo N.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// Validate the config and that every secret is readable.
     Check {
         #[arg(long, env = "OBF_EXPORTER_CONFIG")]
         config: PathBuf,
+    },
+    /// Probe now and print the results; exit 1 if any failed.
+    Probe {
+        #[arg(long, env = "OBF_EXPORTER_CONFIG")]
+        config: PathBuf,
+        /// Only this org.
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ProbeFormat,
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
     },
     /// Start the built-in OBF simulator and the agent against it.
     Demo {
@@ -56,10 +77,19 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         orgs: usize,
     },
+    /// GET /-/healthy of a running agent; exit 0 if healthy (for container health checks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:9852/-/healthy")]
+        url: String,
+        /// Accept any TLS certificate (a self-signed one on localhost).
+        #[arg(long)]
+        insecure: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `check` prints its findings on stdout and needs neither logging nor a runtime.
     if let Some(Command::Check { config }) = &cli.command {
         return exit(commands::check(config));
     }
@@ -71,22 +101,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async {
+        let ok = |()| ExitCode::SUCCESS;
         match cli.command {
-            Some(Command::Run { config, listen }) => run(config, listen).await,
+            Some(Command::Run {
+                config,
+                listen,
+                shard,
+            }) => run(config, listen, shard).await.map(ok),
             None => match cli.config {
-                Some(config) => run(config, cli.listen).await,
+                Some(config) => run(config, cli.listen, cli.shard).await.map(ok),
                 None => Err(anyhow::anyhow!(
                     "no config: pass --config FILE or set OBF_EXPORTER_CONFIG (or try `obf-exporter demo`)"
                 )),
             },
-            Some(Command::Demo { listen }) => demo::run(listen).await,
-            Some(Command::Sim { listen, orgs }) => commands::sim(listen, orgs).await,
-            Some(Command::Check { .. }) => unreachable!("handled before the runtime starts"),
+            Some(Command::Probe {
+                config,
+                org,
+                format,
+                shard,
+            }) => commands::probe(&config, org.as_deref(), format, shard)
+                .await
+                .map(exit),
+            Some(Command::Demo { listen }) => demo::run(listen).await.map(ok),
+            Some(Command::Sim { listen, orgs }) => commands::sim(listen, orgs).await.map(ok),
+            Some(Command::Healthcheck { url, insecure }) => {
+                Ok(exit(commands::healthcheck(&url, insecure).await))
+            }
+            Some(Command::Check { config }) => Ok(exit(commands::check(&config))),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("obf-exporter: {error:#}");
@@ -95,9 +141,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let config = commands::load_config(&config)?;
-    commands::run(config, listen, commands::shutdown_signal()).await
+async fn run(
+    config: PathBuf,
+    listen: Option<SocketAddr>,
+    shard: Option<Shard>,
+) -> anyhow::Result<()> {
+    commands::run(
+        ConfigSource::File(config),
+        shard,
+        listen,
+        commands::shutdown_signal(),
+    )
+    .await
 }
 
 fn exit(ok: bool) -> ExitCode {

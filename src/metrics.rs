@@ -52,6 +52,7 @@ pub struct Metrics {
     subscription_expiry: GaugeVec,
     subscription_failures: IntCounterVec,
     org_info: OrgInfo,
+    shard_info: IntGaugeVec,
     pub config_reload_successful: IntGauge,
     pub config_reload_success_time: Gauge,
     pub schedule_lateness: Histogram,
@@ -181,6 +182,14 @@ impl Metrics {
             )
             .expect("valid metric"),
             org_info: OrgInfo::default(),
+            shard_info: IntGaugeVec::new(
+                Opts::new(
+                    "obf_exporter_shard_info",
+                    "The shard this process handles (shard 0 of 1 when not sharded).",
+                ),
+                &["shard", "shards"],
+            )
+            .expect("valid metric"),
             config_reload_successful: IntGauge::new(
                 "obf_config_last_reload_successful",
                 "1 if the last configuration load succeeded.",
@@ -235,6 +244,7 @@ impl Metrics {
             Box::new(self.subscription_expiry.clone()),
             Box::new(self.subscription_failures.clone()),
             Box::new(self.org_info.clone()),
+            Box::new(self.shard_info.clone()),
             Box::new(build_info),
             Box::new(self.config_reload_successful.clone()),
             Box::new(self.config_reload_success_time.clone()),
@@ -320,6 +330,15 @@ impl Metrics {
                 let _ = vec.remove_label_values(&[org, reason.as_str()]);
             }
         }
+    }
+
+    /// Records which shard this process handles.
+    pub fn set_shard(&self, shard: Option<crate::shard::Shard>) {
+        self.shard_info.reset();
+        let (index, count) = shard.map_or((0, 1), |s| (s.index, s.count));
+        self.shard_info
+            .with_label_values(&[index.to_string().as_str(), count.to_string().as_str()])
+            .set(1);
     }
 
     /// Records the outcome of a configuration load.

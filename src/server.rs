@@ -2,24 +2,29 @@
 //!
 //! - `GET /metrics`: every metric, Prometheus text format;
 //! - `GET /-/healthy`: 200 while the process runs;
-//! - `GET /-/ready`: 200 once the config is loaded and the first round is scheduled, else 503.
+//! - `GET /-/ready`: 200 once the config is loaded and the first round is scheduled, else 503;
+//! - `POST /-/reload`: re-read the config file; 200 with what changed, 500 with the errors;
+//! - `GET /probe?org=NAME[&debug=true]`: probe that org now, answer its metrics (or a trace);
+//! - the status page routes of [`crate::status`].
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use serde::Deserialize;
 
-use crate::metrics::Metrics;
+use crate::controller::Controller;
+use crate::probe::{ProbeReport, TokenUse};
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct ServerState {
-    pub metrics: Arc<Metrics>,
+    pub controller: Arc<Controller>,
     /// A latch: set once the agent has scheduled its first round.
     pub ready: Arc<AtomicBool>,
 }
@@ -29,6 +34,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload))
+        .route("/probe", get(probe))
         .with_state(state)
 }
 
@@ -47,7 +54,7 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
     // Rendering 10,000 orgs takes milliseconds of CPU: keep it off the async workers.
-    let metrics = state.metrics.clone();
+    let metrics = state.controller.metrics().clone();
     let body = tokio::task::spawn_blocking(move || metrics.render())
         .await
         .unwrap_or_default();
@@ -64,4 +71,112 @@ async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     }
+}
+
+async fn reload(State(state): State<ServerState>) -> Response {
+    match state.controller.reload().await {
+        Ok(changes) => (
+            StatusCode::OK,
+            format!(
+                "reloaded: {} added, {} changed, {} removed, {} unchanged\n",
+                changes.added.len(),
+                changes.changed.len(),
+                changes.removed.len(),
+                changes.unchanged
+            ),
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed; the previous configuration keeps running:\n{error}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ProbeParams {
+    org: Option<String>,
+    #[serde(default)]
+    debug: bool,
+}
+
+async fn probe(State(state): State<ServerState>, Query(params): Query<ProbeParams>) -> Response {
+    let Some(name) = params.org else {
+        return (StatusCode::BAD_REQUEST, "missing query parameter: org\n").into_response();
+    };
+    let Some(org) = state.controller.org(&name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("unknown org {name:?}: not in the configuration (or not in this shard)\n"),
+        )
+            .into_response();
+    };
+    let report = org.probe().await;
+    if params.debug {
+        return (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            trace(&report),
+        )
+            .into_response();
+    }
+    let body = state.controller.metrics().render_org(&name);
+    ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response()
+}
+
+/// A plain-text account of one probe. Built from the report, which holds no secret or token.
+pub fn trace(report: &ProbeReport) -> String {
+    let mut out = format!("probe of org {}\n", report.org);
+    let token = match report.token {
+        TokenUse::Reused => "token: cached token reused".to_string(),
+        TokenUse::Fetched => format!(
+            "token: fetched a new token in {:.3} s",
+            report.token_seconds.unwrap_or_default()
+        ),
+        TokenUse::Failed => format!(
+            "token: request failed ({}) after {:.3} s",
+            report
+                .token_failure
+                .map(|r| r.as_str())
+                .unwrap_or("unknown"),
+            report.token_seconds.unwrap_or_default()
+        ),
+        TokenUse::None => "token: none at hand and no request allowed yet".to_string(),
+    };
+    out.push_str(&token);
+    out.push_str(&format!(
+        "\ntoken: [redacted]; expires at {}\n",
+        report
+            .token_expires_at
+            .map(|t| format!("{t:.0} (unix)"))
+            .unwrap_or_else(|| "unknown".to_string())
+    ));
+    match report.ping_seconds {
+        Some(seconds) => out.push_str(&format!(
+            "ping: HTTP {} in {seconds:.3} s\n",
+            report
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "none".to_string())
+        )),
+        None => out.push_str("ping: not sent\n"),
+    }
+    out.push_str(&format!(
+        "result: {}\n",
+        match report.reason {
+            None if report.success => "success".to_string(),
+            Some(reason) => format!("failure ({reason})"),
+            None => "failure".to_string(),
+        }
+    ));
+    if let Some(detail) = &report.detail {
+        out.push_str(&format!("detail: {detail}\n"));
+    }
+    if let Some(valid) = report.credentials_valid {
+        out.push_str(&format!("credentials valid: {valid}\n"));
+    }
+    if let Some(paid_until) = report.subscription_ends {
+        out.push_str(&format!("subscription ends: {paid_until} (unix)\n"));
+    }
+    out
 }

@@ -25,6 +25,10 @@ impl TempDir {
         TempDir(path)
     }
 
+    pub fn write_path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
     pub fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(&path, contents).unwrap();

@@ -1,0 +1,140 @@
+//! Owns the running configuration: the first load, reloads (SIGHUP, `POST /-/reload`) and the
+//! shard filter. A reload validates the whole new file first; an invalid one changes nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+
+use crate::agent::{Agent, Changes, OrgList};
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::probe::Org;
+use crate::shard::Shard;
+
+/// Where the configuration comes from.
+pub enum ConfigSource {
+    /// A file, re-read (with its secrets) on every reload.
+    File(PathBuf),
+    /// A fixed config (the demo); reloads re-apply it.
+    Fixed(Box<Config>),
+}
+
+/// Everything wrong with a config that was not applied, one problem per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ReloadError {
+    pub problems: Vec<String>,
+}
+
+pub struct Controller {
+    source: ConfigSource,
+    shard: Option<Shard>,
+    metrics: Arc<Metrics>,
+    agent: Mutex<Option<Agent>>,
+    orgs: OrgList,
+}
+
+/// Loads the config from `source` and keeps only the orgs of `shard`.
+pub fn load(source: &ConfigSource, shard: Option<Shard>) -> Result<Config, ReloadError> {
+    let mut config = match source {
+        ConfigSource::File(path) => config::load(path).map_err(|e| ReloadError {
+            problems: e.problems,
+        })?,
+        ConfigSource::Fixed(config) => (**config).clone(),
+    };
+    if let Some(shard) = shard {
+        config.orgs.retain(|org| shard.owns(org.name.as_str()));
+    }
+    Ok(config)
+}
+
+impl Controller {
+    /// Applies the first config and starts the schedules.
+    pub async fn start(
+        source: ConfigSource,
+        shard: Option<Shard>,
+        metrics: Arc<Metrics>,
+        config: &Config,
+    ) -> Result<Arc<Self>, ReloadError> {
+        let mut agent = Agent::new(metrics.clone());
+        metrics.set_shard(shard);
+        agent.apply(config).await.map_err(|e| ReloadError {
+            problems: vec![e.to_string()],
+        })?;
+        metrics.record_config_load(true);
+        let orgs = agent.org_list();
+        Ok(Arc::new(Controller {
+            source,
+            shard,
+            metrics,
+            agent: Mutex::new(Some(agent)),
+            orgs,
+        }))
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The configured orgs, by name.
+    pub fn orgs(&self) -> Vec<Arc<Org>> {
+        let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        orgs.values().cloned().collect()
+    }
+
+    pub fn org(&self, name: &str) -> Option<Arc<Org>> {
+        let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        orgs.get(name).cloned()
+    }
+
+    /// Re-reads the config; applies it only if it is valid as a whole.
+    pub async fn reload(&self) -> Result<Changes, ReloadError> {
+        let mut agent = self.agent.lock().await;
+        let Some(agent) = agent.as_mut() else {
+            return Err(ReloadError {
+                problems: vec!["shutting down".to_string()],
+            });
+        };
+        let result = match load(&self.source, self.shard) {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    tracing::warn!("{warning}");
+                }
+                agent.apply(&config).await.map_err(|e| ReloadError {
+                    problems: vec![e.to_string()],
+                })
+            }
+            Err(error) => Err(error),
+        };
+        match &result {
+            Ok(changes) => {
+                self.metrics.record_config_load(true);
+                tracing::info!(
+                    added = ?changes.added,
+                    changed = ?changes.changed,
+                    removed = ?changes.removed,
+                    unchanged = changes.unchanged,
+                    "configuration reloaded"
+                );
+            }
+            Err(error) => {
+                self.metrics.record_config_load(false);
+                for problem in &error.problems {
+                    tracing::error!("reload rejected: {problem}");
+                }
+                tracing::error!(
+                    "configuration reload failed; the previous configuration keeps running"
+                );
+            }
+        }
+        result
+    }
+
+    /// Stops scheduling and waits for runs in progress.
+    pub async fn stop(&self) {
+        if let Some(agent) = self.agent.lock().await.take() {
+            agent.stop().await;
+        }
+    }
+}
