@@ -91,6 +91,15 @@ impl Agent {
         }
     }
 
+    /// Sends a signal, e.g. `-HUP`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Sends SIGTERM, waits for the exit, asserts it was clean and returns stderr.
     pub async fn stop(mut self) -> String {
         let status = Command::new("kill")

@@ -4,6 +4,7 @@
 mod cli;
 mod credentials;
 mod exposition;
+mod operations;
 mod prometheus;
 mod reasons;
 mod secrets;

@@ -95,6 +95,33 @@ impl App {
         }
     }
 
+    /// The agent reading `path`, so that reloads re-read it.
+    pub async fn spawn_file(path: &std::path::Path) -> Self {
+        let source = obf_exporter::controller::ConfigSource::File(path.to_path_buf());
+        let config = obf_exporter::controller::load(&source, None).expect("valid config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(obf_exporter::commands::serve_source(
+            config,
+            source,
+            None,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        App {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
     pub async fn metrics(&self) -> String {
         get(&format!("http://{}/metrics", self.addr)).await.1
     }
