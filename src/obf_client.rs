@@ -82,7 +82,9 @@ impl ObfClient {
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(300))
+            // Servers close idle keep-alive connections (hyper after 30 s, nginx 75 s, load
+            // balancers 60 s); reusing one just as it closes fails the request. Drop ours first.
+            .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(crate::agent::MAX_PROBES_IN_FLIGHT);
         if let Some(path) = ca_file {
             let pem = std::fs::read(path)
