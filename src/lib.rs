@@ -17,4 +17,6 @@ pub mod schedule;
 pub mod server;
 pub mod shard;
 pub mod sim;
+pub mod status;
 pub mod token;
+pub mod web;

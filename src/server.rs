@@ -36,6 +36,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/probe", get(probe))
+        .merge(crate::status::routes())
         .with_state(state)
 }
 

@@ -7,7 +7,7 @@
 //!   subscription ends. Failing orgs first, then orgs not probed yet, then healthy ones; by name
 //!   within each group.
 //! - `GET /org/{name}`: one org's settings (host, client id, API, schedule, labels) and its last
-//!   [`HISTORY_LEN`] results, newest first. 404 (HTML, name escaped) for an org that is not
+//!   [`HISTORY_LEN`](crate::probe::HISTORY_LEN) results, newest first. 404 (HTML, name escaped) for an org that is not
 //!   configured or not in this shard.
 //! - `GET /api/status`: the rows of `/` as JSON, in the same order:
 //!
@@ -41,7 +41,7 @@
 //! token, and the client secret in [`OrgConfig`] is never read here. Pages are server-rendered,
 //! with inline CSS, no scripts and no external assets (the Content-Security-Policy forbids them),
 //! and refresh themselves every 30 s. "Last success" is taken from the history the org keeps:
-//! an org whose last success is older than its last [`HISTORY_LEN`] runs shows "not in the last
+//! an org whose last success is older than its last [`HISTORY_LEN`](crate::probe::HISTORY_LEN) runs shows "not in the last
 //! 20 runs" (and `null` in JSON); `obf_ping_last_success_timestamp_seconds` has the exact time.
 
 mod html;
@@ -60,7 +60,7 @@ use serde::Serialize;
 
 use crate::config::{OrgConfig, Schedule};
 use crate::controller::Controller;
-use crate::probe::{Org, ProbeReport, HISTORY_LEN};
+use crate::probe::{Org, ProbeReport};
 use crate::reason::Reason;
 use crate::server::ServerState;
 

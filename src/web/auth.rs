@@ -1,0 +1,323 @@
+//! HTTP basic auth against bcrypt hashes, as Prometheus' web config does: one bcrypt verify per
+//! attempt whether or not the user exists, successful verifications cached by keyed SHA-256.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use tokio::sync::Semaphore;
+use tokio_rustls::rustls::crypto::aws_lc_rs;
+
+/// The `WWW-Authenticate` value of every 401.
+pub const CHALLENGE: &str = "Basic realm=\"obf-exporter\"";
+/// The one path served without credentials, so container health checks work.
+pub const OPEN_PATH: &str = "/-/healthy";
+
+/// Successful credentials remembered (as keyed hashes); the oldest is forgotten first.
+const CACHE_CAPACITY: usize = 64;
+/// bcrypt verifications running at once; more attempts wait, so a flood cannot take every CPU.
+const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+/// Salt and hash of the dummy bcrypt hash verified for unknown users (any valid value works: the
+/// time bcrypt takes depends on the cost alone).
+const DUMMY_SALT_AND_HASH: &str = "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+
+/// Checks `Authorization: Basic` credentials against user name → bcrypt hash. Cheap to clone.
+#[derive(Clone)]
+pub struct BasicAuth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    users: Vec<(String, SecretString)>,
+    /// Same cost as the users' hashes (the highest, if they differ).
+    dummy_hash: String,
+    cache_key: [u8; 32],
+    cache: Mutex<VecDeque<[u8; 32]>>,
+    permits: Arc<Semaphore>,
+    verifications: AtomicU64,
+}
+
+/// Credentials from one request; zeroed when dropped.
+struct Credentials {
+    /// `user:password`, as decoded.
+    decoded: SecretSlice<u8>,
+    colon: usize,
+}
+
+impl Credentials {
+    fn user(&self) -> &[u8] {
+        &self.decoded.expose_secret()[..self.colon]
+    }
+
+    fn password(&self) -> &[u8] {
+        &self.decoded.expose_secret()[self.colon + 1..]
+    }
+}
+
+/// Why a request was turned away (for debug logs; never contains credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejection {
+    Missing,
+    Malformed,
+    Wrong,
+}
+
+impl BasicAuth {
+    /// `users`: user name → bcrypt hash (`$2a$`, `$2b$` or `$2y$`). With no users every request
+    /// is rejected; pass `None` to [`protect`] instead to serve without authentication.
+    pub fn new(users: &BTreeMap<String, SecretString>) -> Self {
+        let cost = users
+            .values()
+            .filter_map(|hash| hash.expose_secret().get(4..6)?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(10)
+            .clamp(4, 31);
+        let mut cache_key = [0u8; 32];
+        // On failure the key stays zero: entries are still SHA-256 digests, never passwords.
+        let _ = aws_lc_rs::default_provider()
+            .secure_random
+            .fill(&mut cache_key);
+        BasicAuth {
+            inner: Arc::new(Inner {
+                users: users
+                    .iter()
+                    .map(|(user, hash)| (user.clone(), hash.clone()))
+                    .collect(),
+                dummy_hash: format!("$2y${cost:02}${DUMMY_SALT_AND_HASH}"),
+                cache_key,
+                cache: Mutex::new(VecDeque::with_capacity(CACHE_CAPACITY)),
+                permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
+                verifications: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// bcrypt verifications run so far (cache hits run none).
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub(super) fn dummy_hash(&self) -> &str {
+        &self.inner.dummy_hash
+    }
+
+    async fn check(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(Rejection::Missing)?;
+        let credentials = parse_basic(value.as_bytes()).ok_or(Rejection::Malformed)?;
+        let key = self.inner.cache_key(&credentials);
+        if self.inner.cached(key.as_ref()) {
+            return Ok(());
+        }
+        let permit = self.inner.permits.clone().acquire_owned().await;
+        if self.inner.cached(key.as_ref()) {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        // The permit moves into the blocking task: it is held while bcrypt runs, even if the
+        // client goes away meanwhile.
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            inner.verify(&credentials)
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Err(Rejection::Wrong);
+        }
+        self.inner.remember(key);
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Exactly one bcrypt verify, against the user's hash or the dummy one.
+    fn verify(&self, credentials: &Credentials) -> bool {
+        let user = credentials.user();
+        let mut found: Option<&SecretString> = None;
+        // Every name is compared, in constant time, whatever matches.
+        for (name, hash) in &self.users {
+            if constant_time_eq(name.as_bytes(), user) {
+                found = Some(hash);
+            }
+        }
+        let hash = found.map_or(self.dummy_hash.as_str(), |hash| hash.expose_secret());
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let matches = bcrypt::verify(credentials.password(), hash).unwrap_or(false);
+        found.is_some() & matches
+    }
+
+    /// SHA-256 of a random per-process key and `user:password`.
+    /// `None` (no caching) only if the TLS provider had no SHA-256, which cannot happen.
+    fn cache_key(&self, credentials: &Credentials) -> Option<[u8; 32]> {
+        let sha256 = aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
+            .tls13()?
+            .common
+            .hash_provider;
+        let mut context = sha256.start();
+        context.update(&self.cache_key);
+        context.update(credentials.decoded.expose_secret());
+        context.finish().as_ref().try_into().ok()
+    }
+
+    fn cached(&self, key: Option<&[u8; 32]>) -> bool {
+        let Some(key) = key else { return false };
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.contains(key)
+    }
+
+    fn remember(&self, key: Option<[u8; 32]>) {
+        let Some(key) = key else { return };
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.contains(&key) {
+            return;
+        }
+        if cache.len() >= CACHE_CAPACITY {
+            cache.pop_front();
+        }
+        cache.push_back(key);
+    }
+}
+
+/// Requires basic auth on every route of `router` except [`OPEN_PATH`]; `None` returns `router`
+/// unchanged. Call it after every route is added: routes added later are not protected.
+pub fn protect(router: Router, auth: Option<BasicAuth>) -> Router {
+    match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            require_basic_auth,
+        )),
+        None => router,
+    }
+}
+
+/// Middleware for `axum::middleware::from_fn_with_state(auth, require_basic_auth)`: passes
+/// [`OPEN_PATH`] and requests with valid credentials (minus their `Authorization` header);
+/// answers 401 with `WWW-Authenticate: Basic realm="obf-exporter"` otherwise.
+pub async fn require_basic_auth(
+    State(auth): State<BasicAuth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == OPEN_PATH {
+        return next.run(request).await;
+    }
+    match auth.check(request.headers()).await {
+        Ok(()) => {
+            request.headers_mut().remove(header::AUTHORIZATION);
+            next.run(request).await
+        }
+        Err(reason) => {
+            tracing::debug!(?reason, path = request.uri().path(), "basic auth rejected");
+            unauthorized()
+        }
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE))],
+        "Unauthorized\n",
+    )
+        .into_response()
+}
+
+/// `Basic <base64 of user:password>`; the scheme is case-insensitive.
+fn parse_basic(value: &[u8]) -> Option<Credentials> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"basic") {
+        return None;
+    }
+    let decoded = decode_base64(rest.trim_ascii())?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    Some(Credentials {
+        decoded: SecretSlice::from(decoded),
+        colon,
+    })
+}
+
+/// Standard base64, padding optional. Allocates once, so no stray copy is left behind.
+fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
+    let unpadded = input
+        .strip_suffix(b"==")
+        .or_else(|| input.strip_suffix(b"="))
+        .unwrap_or(input);
+    if unpadded.is_empty() || unpadded.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in unpadded {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Equality whose time depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= std::hint::black_box(x ^ y);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+pub(super) mod unit {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(decode_base64(b"dTpw").as_deref(), Some(&b"u:p"[..]));
+        assert_eq!(decode_base64(b"dTpwdw==").as_deref(), Some(&b"u:pw"[..]));
+        assert_eq!(decode_base64(b"dTpwdw").as_deref(), Some(&b"u:pw"[..]));
+        assert_eq!(decode_base64(b"dTpwd3c=").as_deref(), Some(&b"u:pww"[..]));
+        assert_eq!(decode_base64(b"d"), None);
+        assert_eq!(decode_base64(b"d!pw"), None);
+        assert_eq!(decode_base64(b""), None);
+    }
+
+    #[test]
+    fn basic_header_parsing() {
+        let c = parse_basic(b"bAsIc   dTpwOng=").expect("valid");
+        assert_eq!((c.user(), c.password()), (&b"u"[..], &b"p:x"[..]));
+        assert!(parse_basic(b"Bearer dTpw").is_none());
+        assert!(parse_basic(b"Basic").is_none());
+        assert!(parse_basic(b"Basic dXNlcg==").is_none(), "no colon");
+    }
+
+    #[test]
+    fn names_compare_in_constant_time_and_correctly() {
+        assert!(constant_time_eq(b"prometheus", b"prometheus"));
+        assert!(!constant_time_eq(b"prometheus", b"prometheuz"));
+        assert!(!constant_time_eq(b"prom", b"prometheus"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}
