@@ -470,10 +470,17 @@ impl OrgMetrics {
             .set(i64::from(valid));
     }
 
-    pub fn set_token_expiry(&self, at: SystemTime) {
-        self.token_expiry
-            .with_label_values(&self.labels())
-            .set(unix_seconds(at));
+    /// The expiry of the token in hand; `None` removes the series (no token in hand).
+    pub fn set_token_expiry(&self, at: Option<SystemTime>) {
+        match at {
+            Some(at) => self
+                .token_expiry
+                .with_label_values(&self.labels())
+                .set(unix_seconds(at)),
+            None => {
+                let _ = self.token_expiry.remove_label_values(&self.labels());
+            }
+        }
     }
 
     /// A probe finished (absent until the first one, so staleness alerts do not fire at start).

@@ -145,7 +145,7 @@ impl Org {
                     .await
             }
             None => {
-                self.fail_without_token(&mut report);
+                self.fail_without_token(None, &mut report);
                 None
             }
         };
@@ -155,10 +155,9 @@ impl Org {
         if let Some(valid) = snapshot.credentials_valid {
             self.metrics.set_credentials_valid(valid);
         }
-        if let Some(at) = snapshot.token_expires_at {
-            self.metrics.set_token_expiry(at);
-            report.token_expires_at = Some(crate::metrics::unix_seconds(at));
-        }
+        // The gauge shows the token in hand: none after a rejection or a refused token.
+        self.metrics.set_token_expiry(snapshot.token_expires_at);
+        report.token_expires_at = snapshot.token_expires_at.map(crate::metrics::unix_seconds);
         report.credentials_valid = snapshot.credentials_valid;
         let finished = SystemTime::now();
         self.metrics.probe_finished(finished);
@@ -199,7 +198,8 @@ impl Org {
             }
             _ if again.request.is_some() => {
                 // The token endpoint was asked and gave nothing: the ping could not be repeated.
-                self.fail_without_token(report);
+                // Its status stays the refused ping's.
+                self.fail_without_token(failure.status, report);
                 None
             }
             _ => {
@@ -245,8 +245,9 @@ impl Org {
         report.detail = Some(failure.detail);
     }
 
-    fn fail_without_token(&self, report: &mut ProbeReport) {
-        self.metrics.ping_failed(Reason::NoToken, None, None);
+    /// `status` is that of a ping refused earlier in this probe, if any.
+    fn fail_without_token(&self, status: Option<u16>, report: &mut ProbeReport) {
+        self.metrics.ping_failed(Reason::NoToken, status, None);
         report.success = false;
         report.reason = Some(Reason::NoToken);
         if report.detail.is_none() {
@@ -346,15 +347,22 @@ impl Org {
         };
         let org = self.name();
         let detail = report.detail.as_deref().unwrap_or("");
+        let status = report.status.unwrap_or(0);
         if state.health != Some(health) {
             match health {
-                Health::Ok => tracing::info!(org, status = ?report.status, "ping ok"),
+                Health::Ok => tracing::info!(org, status, "ping ok"),
                 Health::Failing(reason) => {
-                    tracing::warn!(org, %reason, status = ?report.status, detail, "ping failing")
+                    tracing::warn!(org, %reason, status, detail, "ping failing")
                 }
             }
         } else {
-            tracing::debug!(org, success = report.success, reason = ?report.reason, status = ?report.status, "probe done");
+            tracing::debug!(
+                org,
+                success = report.success,
+                reason = report.reason.map(|r| r.as_str()),
+                status,
+                "probe done"
+            );
         }
         if state.credentials_valid != report.credentials_valid {
             match report.credentials_valid {

@@ -114,9 +114,9 @@ struct State {
     last_request: Option<Instant>,
     backoff_until: Option<Instant>,
     backoff_step: u32,
-    rejected: bool,
+    /// When the token endpoint last rejected the credentials (cleared by a success).
+    rejected_at: Option<Instant>,
     credentials_valid: Option<bool>,
-    last_expiry: Option<SystemTime>,
     generation: u64,
 }
 
@@ -153,7 +153,7 @@ impl TokenCache {
         let state = self.state.lock().await;
         Snapshot {
             credentials_valid: state.credentials_valid,
-            token_expires_at: state.last_expiry,
+            token_expires_at: state.token.as_ref().map(|t| t.token.expires_at),
         }
     }
 
@@ -173,7 +173,8 @@ impl TokenCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<IssuedToken, TokenFailure>>,
     {
-        let deadline = Instant::now() + wait_budget;
+        let called_at = Instant::now();
+        let deadline = called_at + wait_budget;
         let Ok(mut state) = tokio::time::timeout_at(deadline, self.state.lock()).await else {
             return withheld(Withheld::Busy);
         };
@@ -206,7 +207,9 @@ impl TokenCache {
             if let Some(cached) = state.usable(now) {
                 return reused(cached.token.clone());
             }
-            if state.rejected {
+            // A rejection this caller waited behind is its answer too: asking again within the
+            // same round would only repeat it. An earlier one is retried at this scheduled run.
+            if state.rejected_at.is_some_and(|at| at >= called_at) {
                 return withheld(Withheld::AfterRejection);
             }
             if ends > deadline {
@@ -244,9 +247,8 @@ impl TokenCache {
                 });
                 state.backoff_until = None;
                 state.backoff_step = 0;
-                state.rejected = false;
+                state.rejected_at = None;
                 state.credentials_valid = Some(true);
-                state.last_expiry = Some(token.expires_at);
                 Acquired {
                     token: Some(token),
                     reused: false,
@@ -261,7 +263,7 @@ impl TokenCache {
                 let now = Instant::now();
                 match failure.reason {
                     Reason::Rejected => {
-                        state.rejected = true;
+                        state.rejected_at = Some(now);
                         state.credentials_valid = Some(false);
                         state.token = None;
                     }

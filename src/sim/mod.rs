@@ -70,7 +70,7 @@ impl Default for SimOptions {
 
 /// Per-client misbehaviour. Everything is off by default; `Faults::default()` is a healthy client.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Faults {
     /// Delay before answering ping (v1, v2) and client-info requests.
     pub ping_latency_ms: Option<u64>,

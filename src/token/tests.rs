@@ -172,7 +172,7 @@ async fn server_errors_back_off_exponentially_up_to_five_minutes() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_rejection_marks_credentials_invalid_and_waits_for_a_later_run() {
+async fn a_rejection_marks_credentials_invalid_and_is_retried_at_a_later_run() {
     let cache = TokenCache::new(POLICY);
     let endpoint = FakeEndpoint::new(|n| match n {
         0 => Err(failure(Reason::Rejected)),
@@ -182,15 +182,32 @@ async fn a_rejection_marks_credentials_invalid_and_waits_for_a_later_run() {
     let first = endpoint.acquire(&cache, None).await;
     assert!(first.token.is_none());
     assert_eq!(cache.snapshot().await.credentials_valid, Some(false));
-    // Within the spacing a rejected credential is not retried, even with time to wait.
+    // A later run waits out the spacing (it fits the budget) and asks again.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let soon = endpoint.acquire(&cache, None).await;
-    assert_eq!(soon.withheld, Some(Withheld::AfterRejection));
-    assert_eq!(endpoint.calls().len(), 1);
-    tokio::time::sleep(Duration::from_secs(10)).await;
     let later = endpoint.acquire(&cache, None).await;
     assert!(later.token.is_some());
     assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
+    assert_spaced(&endpoint.calls(), POLICY.min_interval);
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_waiting_behind_a_rejection_do_not_ask_again() {
+    let cache = Arc::new(TokenCache::new(POLICY));
+    let endpoint = FakeEndpoint::new(|_| Err(failure(Reason::Rejected)));
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let (cache, endpoint) = (cache.clone(), endpoint.clone());
+        tasks.push(tokio::spawn(
+            async move { endpoint.acquire(&cache, None).await },
+        ));
+    }
+    let mut withheld = 0;
+    for task in tasks {
+        let acquired = task.await.unwrap();
+        withheld += usize::from(acquired.withheld == Some(Withheld::AfterRejection));
+    }
+    assert_eq!(withheld, 4);
+    assert_eq!(endpoint.calls().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
