@@ -1,14 +1,15 @@
 //! Protection of the HTTP endpoints (`[exporter.web]`): basic auth against bcrypt hashes and TLS
 //! from PEM files, reloadable. The server module decides what to serve; this module only guards it.
 //!
-//! Wiring, for the server:
+//! Wiring, for the server (after every route is added):
 //!
 //! ```ignore
-//! let router = web::protect(router, (!users.is_empty()).then(|| web::BasicAuth::new(&users)));
+//! let auth = web.as_ref().map(|web| web::BasicAuth::new(&web.basic_auth_users));
+//! let router = web::protect(router, auth.clone()); // on reload: auth.set_users(&new_users)
 //! match tls_files {
 //!     Some(files) => {
-//!         let tls = web::TlsHandle::load(files)?;        // keep a clone; call tls.reload() on SIGHUP
-//!         let listener = web::TlsListener::new(tcp, tls)?;
+//!         let tls = web::TlsHandle::load(files)?; // on SIGHUP: tls.reload() (keeps old on error)
+//!         let listener = web::TlsListener::new(tcp, tls.clone())?;
 //!         axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 //!     }
 //!     None => axum::serve(tcp, router).with_graceful_shutdown(shutdown).await,
@@ -22,6 +23,8 @@ mod tls;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_tls;
 
 pub use auth::{protect, require_basic_auth, BasicAuth, CHALLENGE, OPEN_PATH};
 pub use tls::{load_tls_config, TlsFiles, TlsHandle, TlsListener, HANDSHAKE_TIMEOUT};

@@ -180,7 +180,10 @@ fn cells(row: &OrgStatus, now: f64) -> Cells {
     };
     let reason = match (row.reason, row.state) {
         (Some(reason), _) => {
-            let mut html = format!("<code class=\"bad\">{}</code>", escape_html(reason.as_str()));
+            let mut html = format!(
+                "<code class=\"bad\">{}</code>",
+                escape_html(reason.as_str())
+            );
             if let Some(token) = row.token_failure.filter(|t| *t != reason) {
                 let _ = write!(
                     html,
@@ -237,14 +240,14 @@ fn cells(row: &OrgStatus, now: f64) -> Cells {
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_default();
             let (class, text) = if at <= now {
-                ("bad", format!("ended {}", relative(at, now)))
+                (" class=\"bad\"", format!("ended {}", relative(at, now)))
             } else if at - now < SUBSCRIPTION_WARNING {
-                ("warn", relative(at, now))
+                (" class=\"warn\"", relative(at, now))
             } else {
                 ("", relative(at, now))
             };
             format!(
-                "<span class=\"{class}\">{}</span> <span class=\"sub\">({})</span>",
+                "<span{class}>{}</span> <span class=\"sub\">({})</span>",
                 time_element(at, &date),
                 escape_html(&text)
             )
@@ -275,7 +278,8 @@ fn page(title: &str, body: &str) -> String {
     )
 }
 
-const FOOTER: &str = "<footer>Refreshes every 30 s. Also as JSON: <a href=\"/api/status\">/api/status</a> · \
+const FOOTER: &str =
+    "<footer>Refreshes every 30 s. Also as JSON: <a href=\"/api/status\">/api/status</a> · \
      metrics: <a href=\"/metrics\">/metrics</a></footer>\n";
 
 /// The page at `/`: one row per org, in the order given.
@@ -347,7 +351,12 @@ fn token_text(report: &ProbeReport) -> String {
         TokenUse::Fetched => format!("fetched in {}", took(report.token_seconds)),
         TokenUse::Failed => format!(
             "<span class=\"bad\">failed ({})</span> after {}",
-            escape_html(report.token_failure.map(|r| r.as_str()).unwrap_or("unknown")),
+            escape_html(
+                report
+                    .token_failure
+                    .map(|r| r.as_str())
+                    .unwrap_or("unknown")
+            ),
             took(report.token_seconds)
         ),
         TokenUse::None => none("none at hand"),
@@ -370,7 +379,10 @@ pub fn render_org(row: &OrgStatus, history: &[ProbeReport], now: SystemTime) -> 
     fact("Last run", &c.last_run);
     fact("Reason", &c.reason);
     if let Some(detail) = &c.detail {
-        fact("Detail", &format!("<span class=\"detail\">{}</span>", escape_html(detail)));
+        fact(
+            "Detail",
+            &format!("<span class=\"detail\">{}</span>", escape_html(detail)),
+        );
     }
     fact("Last status", &c.last_status);
     fact("Last latency", &c.last_latency);
@@ -379,7 +391,10 @@ pub fn render_org(row: &OrgStatus, history: &[ProbeReport], now: SystemTime) -> 
     fact("Credentials", &c.credentials);
     fact("Subscription ends", &c.subscription);
     fact("Host", &format!("<code>{}</code>", escape_html(&row.host)));
-    fact("Client ID", &format!("<code>{}</code>", escape_html(&row.client_id)));
+    fact(
+        "Client ID",
+        &format!("<code>{}</code>", escape_html(&row.client_id)),
+    );
     fact("API", &escape_html(row.api));
     fact("Schedule", &escape_html(&row.schedule));
     if !row.labels.is_empty() {

@@ -240,11 +240,7 @@ async fn render_blocking(
 async fn index(State(state): State<ServerState>) -> Response {
     render_blocking(state, |controller| {
         let rows = collect(controller);
-        (
-            StatusCode::OK,
-            HTML,
-            render_index(&rows, SystemTime::now()),
-        )
+        (StatusCode::OK, HTML, render_index(&rows, SystemTime::now()))
     })
     .await
 }

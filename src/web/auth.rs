@@ -27,20 +27,64 @@ const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 /// time bcrypt takes depends on the cost alone).
 const DUMMY_SALT_AND_HASH: &str = "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
 
-/// Checks `Authorization: Basic` credentials against user name → bcrypt hash. Cheap to clone.
+/// Checks `Authorization: Basic` credentials against user name → bcrypt hash. Cheap to clone;
+/// clones share users, cache and counters, so [`BasicAuth::set_users`] on one (on reload)
+/// applies to every router it protects.
 #[derive(Clone)]
 pub struct BasicAuth {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    users: Vec<(String, SecretString)>,
-    /// Same cost as the users' hashes (the highest, if they differ).
-    dummy_hash: String,
+    /// The users and the successful credentials cached for exactly those users.
+    state: Mutex<Shared>,
     cache_key: [u8; 32],
-    cache: Mutex<VecDeque<[u8; 32]>>,
     permits: Arc<Semaphore>,
     verifications: AtomicU64,
+}
+
+struct Shared {
+    users: Arc<Users>,
+    cache: VecDeque<[u8; 32]>,
+}
+
+struct Users {
+    list: Vec<(String, SecretString)>,
+    /// Same cost as the users' hashes (the highest, if they differ).
+    dummy_hash: String,
+}
+
+impl Users {
+    fn new(users: &BTreeMap<String, SecretString>) -> Arc<Self> {
+        let cost = users
+            .values()
+            .filter_map(|hash| hash.expose_secret().get(4..6)?.parse::<u32>().ok())
+            .max()
+            .unwrap_or(10)
+            .clamp(4, 31);
+        Arc::new(Users {
+            list: users
+                .iter()
+                .map(|(user, hash)| (user.clone(), hash.clone()))
+                .collect(),
+            dummy_hash: format!("$2y${cost:02}${DUMMY_SALT_AND_HASH}"),
+        })
+    }
+
+    /// Exactly one bcrypt verify, against the user's hash or the dummy one.
+    fn verify(&self, credentials: &Credentials) -> bool {
+        let user = credentials.user();
+        let mut found: Option<&SecretString> = None;
+        // Every name is compared, in constant time, whatever matches.
+        for (name, hash) in &self.list {
+            if constant_time_eq(name.as_bytes(), user) {
+                found = Some(hash);
+            }
+        }
+        let hash = found.map_or(self.dummy_hash.as_str(), |hash| hash.expose_secret());
+        let matches = bcrypt::verify(credentials.password(), hash).unwrap_or(false);
+        found.is_some() & matches
+    }
 }
 
 /// Credentials from one request; zeroed when dropped.
@@ -69,15 +113,9 @@ enum Rejection {
 }
 
 impl BasicAuth {
-    /// `users`: user name → bcrypt hash (`$2a$`, `$2b$` or `$2y$`). With no users every request
-    /// is rejected; pass `None` to [`protect`] instead to serve without authentication.
+    /// `users`: user name → bcrypt hash (`$2a$`, `$2b$` or `$2y$`). No users means no
+    /// authentication, as in `[exporter.web]`: every request passes.
     pub fn new(users: &BTreeMap<String, SecretString>) -> Self {
-        let cost = users
-            .values()
-            .filter_map(|hash| hash.expose_secret().get(4..6)?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(10)
-            .clamp(4, 31);
         let mut cache_key = [0u8; 32];
         // On failure the key stays zero: entries are still SHA-256 digests, never passwords.
         let _ = aws_lc_rs::default_provider()
@@ -85,17 +123,23 @@ impl BasicAuth {
             .fill(&mut cache_key);
         BasicAuth {
             inner: Arc::new(Inner {
-                users: users
-                    .iter()
-                    .map(|(user, hash)| (user.clone(), hash.clone()))
-                    .collect(),
-                dummy_hash: format!("$2y${cost:02}${DUMMY_SALT_AND_HASH}"),
+                state: Mutex::new(Shared {
+                    users: Users::new(users),
+                    cache: VecDeque::with_capacity(CACHE_CAPACITY),
+                }),
                 cache_key,
-                cache: Mutex::new(VecDeque::with_capacity(CACHE_CAPACITY)),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
                 verifications: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Replaces the users (after a config reload) and forgets every cached success, so removed
+    /// users and changed passwords take effect on the next request.
+    pub fn set_users(&self, users: &BTreeMap<String, SecretString>) {
+        let mut state = self.inner.state();
+        state.users = Users::new(users);
+        state.cache.clear();
     }
 
     /// bcrypt verifications run so far (cache hits run none).
@@ -104,11 +148,14 @@ impl BasicAuth {
     }
 
     #[cfg(test)]
-    pub(super) fn dummy_hash(&self) -> &str {
-        &self.inner.dummy_hash
+    pub(super) fn dummy_hash(&self) -> String {
+        self.inner.state().users.dummy_hash.clone()
     }
 
     async fn check(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+        if self.inner.state().users.list.is_empty() {
+            return Ok(());
+        }
         let value = headers
             .get(header::AUTHORIZATION)
             .ok_or(Rejection::Missing)?;
@@ -121,38 +168,28 @@ impl BasicAuth {
         if self.inner.cached(key.as_ref()) {
             return Ok(());
         }
-        let inner = self.inner.clone();
+        let users = self.inner.state().users.clone();
+        let verify_users = users.clone();
+        self.inner.verifications.fetch_add(1, Ordering::Relaxed);
         // The permit moves into the blocking task: it is held while bcrypt runs, even if the
         // client goes away meanwhile.
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            inner.verify(&credentials)
+            verify_users.verify(&credentials)
         })
         .await
         .unwrap_or(false);
         if !ok {
             return Err(Rejection::Wrong);
         }
-        self.inner.remember(key);
+        self.inner.remember(key, &users);
         Ok(())
     }
 }
 
 impl Inner {
-    /// Exactly one bcrypt verify, against the user's hash or the dummy one.
-    fn verify(&self, credentials: &Credentials) -> bool {
-        let user = credentials.user();
-        let mut found: Option<&SecretString> = None;
-        // Every name is compared, in constant time, whatever matches.
-        for (name, hash) in &self.users {
-            if constant_time_eq(name.as_bytes(), user) {
-                found = Some(hash);
-            }
-        }
-        let hash = found.map_or(self.dummy_hash.as_str(), |hash| hash.expose_secret());
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        let matches = bcrypt::verify(credentials.password(), hash).unwrap_or(false);
-        found.is_some() & matches
+    fn state(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// SHA-256 of a random per-process key and `user:password`.
@@ -169,21 +206,20 @@ impl Inner {
     }
 
     fn cached(&self, key: Option<&[u8; 32]>) -> bool {
-        let Some(key) = key else { return false };
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.contains(key)
+        key.is_some_and(|key| self.state().cache.contains(key))
     }
 
-    fn remember(&self, key: Option<[u8; 32]>) {
+    /// Caches a success, unless the users were replaced while it was being verified.
+    fn remember(&self, key: Option<[u8; 32]>, verified_with: &Arc<Users>) {
         let Some(key) = key else { return };
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.contains(&key) {
+        let mut state = self.state();
+        if !Arc::ptr_eq(&state.users, verified_with) || state.cache.contains(&key) {
             return;
         }
-        if cache.len() >= CACHE_CAPACITY {
-            cache.pop_front();
+        if state.cache.len() >= CACHE_CAPACITY {
+            state.cache.pop_front();
         }
-        cache.push_back(key);
+        state.cache.push_back(key);
     }
 }
 
@@ -225,7 +261,10 @@ pub async fn require_basic_auth(
 fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE))],
+        [(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(CHALLENGE),
+        )],
         "Unauthorized\n",
     )
         .into_response()
@@ -310,6 +349,33 @@ pub(super) mod unit {
         assert!(parse_basic(b"Bearer dTpw").is_none());
         assert!(parse_basic(b"Basic").is_none());
         assert!(parse_basic(b"Basic dXNlcg==").is_none(), "no colon");
+    }
+
+    #[test]
+    fn a_success_verified_against_replaced_users_is_not_cached() {
+        let auth = BasicAuth::new(&BTreeMap::new());
+        let old = auth.inner.state().users.clone();
+        auth.set_users(&BTreeMap::new());
+        auth.inner.remember(Some([1; 32]), &old);
+        assert!(!auth.inner.cached(Some(&[1; 32])));
+        let current = auth.inner.state().users.clone();
+        auth.inner.remember(Some([1; 32]), &current);
+        assert!(auth.inner.cached(Some(&[1; 32])));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let auth = BasicAuth::new(&BTreeMap::new());
+        let users = auth.inner.state().users.clone();
+        for i in 0..=CACHE_CAPACITY {
+            auth.inner.remember(Some([i as u8; 32]), &users);
+        }
+        assert_eq!(auth.inner.state().cache.len(), CACHE_CAPACITY);
+        assert!(
+            !auth.inner.cached(Some(&[0; 32])),
+            "the oldest is forgotten"
+        );
+        assert!(auth.inner.cached(Some(&[CACHE_CAPACITY as u8; 32])));
     }
 
     #[test]

@@ -8,5 +8,6 @@ mod operations;
 mod prometheus;
 mod reasons;
 mod secrets;
+mod status_page;
 mod support;
 mod tokens;

@@ -210,7 +210,11 @@ async fn probe_command_prints_each_org_and_fails_if_any_failed() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     let reports: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(reports.as_array().unwrap().len(), 1);
     assert_eq!(reports[0]["org"], "good");

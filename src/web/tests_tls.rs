@@ -1,0 +1,232 @@
+//! TLS end to end with the static fixtures in `tests/fixtures/tls/` (self-signed, CN=localhost,
+//! SAN localhost and 127.0.0.1, valid until 2126): loading, serving, handshake failures, reload.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use super::tests::test_router;
+use super::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tls")
+        .join(name)
+}
+
+/// A fresh directory holding `cert.pem` and `key.pem` copied from fixture `n`.
+struct TempTls(PathBuf);
+
+impl TempTls {
+    fn new(n: u32) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "obf-exporter-web-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let tls = TempTls(dir);
+        tls.install(n);
+        tls
+    }
+
+    fn install(&self, n: u32) {
+        for (from, to) in [
+            (format!("cert{n}.pem"), "cert.pem"),
+            (format!("key{n}.pem"), "key.pem"),
+        ] {
+            std::fs::copy(fixture(&from), self.0.join(to)).expect("copy fixture");
+        }
+    }
+
+    fn files(&self) -> TlsFiles {
+        TlsFiles {
+            cert: self.0.join("cert.pem"),
+            key: self.0.join("key.pem"),
+        }
+    }
+}
+
+impl Drop for TempTls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Serves the test router over TLS; send on the returned channel to shut down gracefully.
+async fn serve_tls(tls: TlsHandle, timeout: Duration) -> (SocketAddr, oneshot::Sender<()>) {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = TlsListener::with_handshake_timeout(tcp, tls, timeout).expect("listener");
+    let addr = axum::serve::Listener::local_addr(&listener).expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, test_router())
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (addr, stop)
+}
+
+/// GET over a new connection, trusting only fixture `trusted`'s certificate.
+async fn get_https(addr: SocketAddr, trusted: u32) -> reqwest::Result<reqwest::Response> {
+    let pem = std::fs::read(fixture(&format!("cert{trusted}.pem"))).expect("fixture");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem)?])
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    client.get(format!("https://{addr}/-/healthy")).send().await
+}
+
+#[test]
+fn pem_files_load_and_errors_name_the_file() {
+    let (cert, key) = (fixture("cert1.pem"), fixture("key1.pem"));
+    load_tls_config(&cert, &key).expect("PKCS#8 key");
+    load_tls_config(&cert, &fixture("key1-sec1.pem")).expect("SEC1 key");
+
+    let missing = fixture("missing.pem");
+    let error = load_tls_config(&missing, &key).expect_err("missing cert");
+    assert!(matches!(error, WebError::Read { .. }));
+    assert!(error
+        .to_string()
+        .starts_with(&format!("cannot read {}", missing.display())));
+
+    let error = load_tls_config(&key, &key).expect_err("a key is no certificate");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: no PEM certificate (BEGIN CERTIFICATE) found",
+            key.display()
+        )
+    );
+
+    let error = load_tls_config(&cert, &cert).expect_err("a certificate is no key");
+    let message = error.to_string();
+    assert!(message.starts_with(&format!("{}: no usable private key", cert.display())));
+    assert!(message.contains("PKCS#8, PKCS#1 or SEC1"), "{message}");
+
+    let error = load_tls_config(&cert, &fixture("key2.pem")).expect_err("mismatch");
+    assert!(matches!(error, WebError::Tls { .. }));
+    let message = error.to_string();
+    assert!(
+        message.contains("cert1.pem") && message.contains("key2.pem"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn serves_over_tls_and_rejects_plain_http() {
+    let tls = TlsHandle::load(TlsFiles {
+        cert: fixture("cert1.pem"),
+        key: fixture("key1.pem"),
+    })
+    .expect("load");
+    let (addr, _stop) = serve_tls(tls, HANDSHAKE_TIMEOUT).await;
+
+    let response = get_https(addr, 1).await.expect("https");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.expect("body"), "OK\n");
+
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+        .get(format!("http://{addr}/-/healthy"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP must fail: {plain:?}");
+    assert!(get_https(addr, 2).await.is_err(), "untrusted certificate");
+
+    // Failed handshakes do not stop the server.
+    let response = get_https(addr, 1).await.expect("https after failures");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn slow_handshakes_neither_block_others_nor_stay_open() {
+    let tls = TlsHandle::load(TlsFiles {
+        cert: fixture("cert1.pem"),
+        key: fixture("key1.pem"),
+    })
+    .expect("load");
+    let (addr, _stop) = serve_tls(tls, Duration::from_millis(300)).await;
+
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    let response = get_https(addr, 1)
+        .await
+        .expect("https beside an idle client");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+        .await
+        .expect("the server closes an idle handshake after its timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test]
+async fn reload_swaps_the_certificate_for_new_connections_and_keeps_it_on_error() {
+    let dir = TempTls::new(1);
+    let tls = TlsHandle::load(dir.files()).expect("load");
+    assert_eq!(tls.files(), &dir.files());
+    let (addr, _stop) = serve_tls(tls.clone(), HANDSHAKE_TIMEOUT).await;
+    assert!(get_https(addr, 1).await.is_ok());
+    assert!(get_https(addr, 2).await.is_err());
+
+    dir.install(2);
+    tls.reload().expect("reload");
+    let response = get_https(addr, 2).await.expect("new certificate");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(get_https(addr, 1).await.is_err(), "old certificate gone");
+
+    std::fs::write(dir.files().key, "not a key").expect("write");
+    let error = tls.reload().expect_err("broken key");
+    assert!(error.to_string().contains("key.pem"), "{error}");
+    let response = get_https(addr, 2).await.expect("previous config kept");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_the_port() {
+    let tls = TlsHandle::load(TlsFiles {
+        cert: fixture("cert1.pem"),
+        key: fixture("key1.pem"),
+    })
+    .expect("load");
+    let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = tcp.local_addr().expect("addr");
+    let listener = TlsListener::new(tcp, tls).expect("listener");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, test_router())
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    assert!(get_https(addr, 1).await.is_ok());
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .expect("join")
+        .expect("serve");
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the TCP listener is closed after shutdown");
+}
