@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{self, Config, DEFAULT_LISTEN};
-use crate::controller::{self, ConfigSource, Controller};
+use crate::controller::{self, ConfigSource, Controller, WebGuards};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
@@ -86,11 +86,9 @@ pub async fn serve_source(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if config.web.is_some() {
-        anyhow::bail!("[exporter.web] (TLS and basic auth) is not supported by this version yet");
-    }
+    let web = WebGuards::from_config(&config)?;
     let metrics = Arc::new(Metrics::new());
-    let controller = Controller::start(source, shard, metrics, &config).await?;
+    let controller = Controller::start(source, shard, metrics, &config, web.clone()).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let state = ServerState {
         controller: controller.clone(),
@@ -99,15 +97,32 @@ pub async fn serve_source(
     tracing::info!(
         address = %listener.local_addr()?,
         orgs = config.orgs.len(),
+        tls = web.tls.is_some(),
         "obf-exporter running; metrics at /metrics"
     );
     let reloads = tokio::spawn(reload_on_sighup(controller.clone()));
 
     // Stop order: stop scheduling, let runs in progress finish, then close the server.
     let (server_stop, mut server_stopped) = watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, server::router(state), async move {
+    let stopped = async move {
         let _ = server_stopped.wait_for(|stop| *stop).await;
-    }));
+    };
+    let router = crate::web::protect(server::router(state), Some(web.auth.clone()));
+    let server = match web.tls.clone() {
+        Some(tls) => {
+            let listener = crate::web::TlsListener::new(listener, tls)?;
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        }),
+    };
     shutdown.await;
     tracing::info!("shutting down: letting runs in progress finish");
     reloads.abort();

@@ -11,6 +11,7 @@ use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::probe::Org;
 use crate::shard::Shard;
+use crate::web::{BasicAuth, TlsFiles, TlsHandle};
 
 /// Where the configuration comes from.
 pub enum ConfigSource {
@@ -33,6 +34,66 @@ pub struct Controller {
     metrics: Arc<Metrics>,
     agent: Mutex<Option<Agent>>,
     orgs: OrgList,
+    web: WebGuards,
+}
+
+/// The live protection of the endpoints, updated by reloads.
+#[derive(Clone)]
+pub struct WebGuards {
+    /// Always present: with no users it lets everything through, so a reload can add users.
+    pub auth: BasicAuth,
+    /// Present when the server was started with TLS; TLS cannot be switched on or off by a reload.
+    pub tls: Option<TlsHandle>,
+}
+
+impl WebGuards {
+    /// Builds the guards for `config`'s `[exporter.web]`, reading the TLS files.
+    pub fn from_config(config: &Config) -> Result<Self, ReloadError> {
+        let web = config.web.as_ref();
+        let users = web.map(|w| w.basic_auth_users.clone()).unwrap_or_default();
+        let tls = match tls_files(config) {
+            Some(files) => Some(TlsHandle::load(files).map_err(|e| ReloadError {
+                problems: vec![format!("exporter.web: {e}")],
+            })?),
+            None => None,
+        };
+        Ok(WebGuards {
+            auth: BasicAuth::new(&users),
+            tls,
+        })
+    }
+
+    /// Applies a reloaded `[exporter.web]`: re-reads the TLS files, swaps the users.
+    fn apply(&self, config: &Config) -> Result<(), ReloadError> {
+        let wanted = tls_files(config);
+        match (&self.tls, &wanted) {
+            (Some(tls), Some(files)) if tls.files() == files => {
+                tls.reload().map_err(|e| ReloadError {
+                    problems: vec![format!("exporter.web: {e}")],
+                })?;
+            }
+            (None, None) => {}
+            _ => tracing::warn!(
+                "exporter.web: switching TLS on or off or changing its file paths needs a restart; \
+                 the running server keeps its current TLS setting"
+            ),
+        }
+        let users = config
+            .web
+            .as_ref()
+            .map(|w| w.basic_auth_users.clone())
+            .unwrap_or_default();
+        self.auth.set_users(&users);
+        Ok(())
+    }
+}
+
+fn tls_files(config: &Config) -> Option<TlsFiles> {
+    let web = config.web.as_ref()?;
+    Some(TlsFiles {
+        cert: web.tls_cert_file.clone()?,
+        key: web.tls_key_file.clone()?,
+    })
 }
 
 /// Loads the config from `source` and keeps only the orgs of `shard`.
@@ -56,6 +117,7 @@ impl Controller {
         shard: Option<Shard>,
         metrics: Arc<Metrics>,
         config: &Config,
+        web: WebGuards,
     ) -> Result<Arc<Self>, ReloadError> {
         let mut agent = Agent::new(metrics.clone());
         metrics.set_shard(shard);
@@ -70,6 +132,7 @@ impl Controller {
             metrics,
             agent: Mutex::new(Some(agent)),
             orgs,
+            web,
         }))
     }
 
@@ -101,9 +164,13 @@ impl Controller {
                 for warning in &config.warnings {
                     tracing::warn!("{warning}");
                 }
-                agent.apply(&config).await.map_err(|e| ReloadError {
-                    problems: vec![e.to_string()],
-                })
+                // TLS files first: if they are broken, nothing of the new config is applied.
+                match self.web.apply(&config) {
+                    Ok(()) => agent.apply(&config).await.map_err(|e| ReloadError {
+                        problems: vec![e.to_string()],
+                    }),
+                    Err(error) => Err(error),
+                }
             }
             Err(error) => Err(error),
         };

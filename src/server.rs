@@ -7,7 +7,6 @@
 //! - `GET /probe?org=NAME[&debug=true]`: probe that org now, answer its metrics (or a trace);
 //! - the status page routes of [`crate::status`].
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -38,17 +37,6 @@ pub fn router(state: ServerState) -> Router {
         .route("/probe", get(probe))
         .merge(crate::status::routes())
         .with_state(state)
-}
-
-/// Serves until `shutdown` completes, then finishes the requests in progress.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -48,6 +48,7 @@ tr.unknown td:first-child{border-left:5px solid #9e9e9e}
 .warn{color:#8a5300;font-weight:600}
 .good{color:#1b5e20}
 .none{color:#777}
+.nowrap{white-space:nowrap}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:5px 14px;margin:.6em 0;padding:10px 12px;background:#fff;border:1px solid #ccc;border-radius:6px}
 dl.facts dt{font-weight:600;color:#333}
@@ -297,7 +298,7 @@ pub fn render_index(rows: &[OrgStatus], now: SystemTime) -> String {
         failing,
         count(OrgState::Ok),
         count(OrgState::Unknown),
-        escape_html(&utc(now)),
+        format_args!("<span class=\"nowrap\">{}</span>", escape_html(&utc(now))),
     );
     if rows.is_empty() {
         body.push_str("<p>No orgs configured (or none in this shard).</p>\n");

@@ -6,6 +6,7 @@ mod credentials;
 mod exposition;
 mod operations;
 mod prometheus;
+mod protected;
 mod reasons;
 mod secrets;
 mod status_page;

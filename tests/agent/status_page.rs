@@ -56,7 +56,10 @@ fn chromium(args: &[String]) -> String {
             "--hide-scrollbars",
             "--window-size=412,900",
         ])
-        .arg(format!("--user-data-dir={}", profile.write_path("").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.write_path("").display()
+        ))
         .args(args)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout_path).unwrap())
@@ -189,7 +192,10 @@ async fn status_page_shows_a_revoked_org_and_a_healthy_one() {
     assert!(revoked_page.contains("failed (rejected)"), "{revoked_page}");
     let (status, missing) = get(&app.url("/org/%3Cscript%3Ex")).await;
     assert_eq!(status, 404);
-    assert!(missing.contains("<code>&lt;script&gt;x</code>"), "{missing}");
+    assert!(
+        missing.contains("<code>&lt;script&gt;x</code>"),
+        "{missing}"
+    );
 
     // The same as JSON.
     let (status, json) = get(&app.url("/api/status")).await;
