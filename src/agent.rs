@@ -255,7 +255,9 @@ impl Agent {
                 async move {
                     // The semaphore is never closed, so acquiring cannot fail.
                     let _slot = slots.acquire().await;
-                    org.probe().await;
+                    // Boxed: the probe's state (HTTP futures, several KB) then exists only while it
+                    // runs, instead of being part of every idle org's task.
+                    Box::pin(org.probe()).await;
                 }
             })
             .await;

@@ -1,26 +1,26 @@
-//! Every Prometheus metric of the exporter, registered in one place, and the per-org handles the
-//! probe writes through.
+//! Every Prometheus metric of the exporter, and their text rendering.
 //!
-//! Names, types and labels are the contract's. Per-org children are resolved once when an org is
-//! added (no label lookups on the probe's hot path) and all of an org's series are removed with it.
+//! Names, types and labels are the contract's. Per-org series live in [`OrgMetrics`] (plain atomics,
+//! written straight into the text format: cheap at 10,000 orgs); exporter-wide ones (build and shard
+//! info, config loads, schedule lateness, `process_*`) live in a `prometheus` registry. An org's
+//! series are removed with it.
+
+mod org;
+mod text;
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::{Gauge as GaugeProto, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::reason::Reason;
+pub use org::OrgMetrics;
+use text::{escape_label_value, push_sample_u64, write_f64, TextSink};
 
-/// Request latencies: 5 ms to 30 s (the longest sensible timeout).
-const LATENCY_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
 /// Schedule lateness is normally sub-millisecond; seconds mean an overloaded runtime.
 const LATENESS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -32,26 +32,47 @@ pub const REVISION: &str = match option_env!("OBF_EXPORTER_REVISION") {
     None => "unknown",
 };
 
-/// All metric families. Cheap to share behind an `Arc`.
+/// The labels of one org's `obf_org_info` series.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgInfoLabels {
+    pub org: String,
+    pub client_id: String,
+    pub host: String,
+    pub api: String,
+    pub custom: BTreeMap<String, String>,
+}
+
+impl OrgInfoLabels {
+    /// The label set, sorted by name and escaped, ready to write between braces.
+    fn render(&self) -> String {
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("org", &self.org),
+            ("client_id", &self.client_id),
+            ("host", &self.host),
+            ("api", &self.api),
+        ];
+        pairs.extend(self.custom.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = String::new();
+        for (index, (name, value)) in pairs.into_iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{name}=\"{}\"", escape_label_value(value));
+        }
+        out
+    }
+}
+
+struct OrgEntry {
+    metrics: Arc<OrgMetrics>,
+    info: String,
+}
+
+/// All metrics. Cheap to share behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
-    ping_success: IntGaugeVec,
-    ping_duration: HistogramVec,
-    pings: IntCounterVec,
-    ping_failures: IntCounterVec,
-    ping_last_status: IntGaugeVec,
-    ping_last_success: GaugeVec,
-    probe_last_run: GaugeVec,
-    probe_interval: GaugeVec,
-    token_refreshes: IntCounterVec,
-    token_refresh_failures: IntCounterVec,
-    token_refresh_duration: HistogramVec,
-    token_reuses: IntCounterVec,
-    token_expiry: GaugeVec,
-    credentials_valid: IntGaugeVec,
-    subscription_expiry: GaugeVec,
-    subscription_failures: IntCounterVec,
-    org_info: OrgInfo,
+    orgs: RwLock<BTreeMap<String, OrgEntry>>,
     shard_info: IntGaugeVec,
     pub config_reload_successful: IntGauge,
     pub config_reload_success_time: Gauge,
@@ -60,128 +81,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let org = &["org"];
         let metrics = Metrics {
-            ping_success: IntGaugeVec::new(
-                Opts::new("obf_ping_success", "1 if the last ping got a 2xx answer, else 0."),
-                org,
-            )
-            .expect("valid metric"),
-            ping_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "obf_ping_duration_seconds",
-                    "Ping request time, token time excluded.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                org,
-            )
-            .expect("valid metric"),
-            pings: IntCounterVec::new(
-                Opts::new("obf_pings_total", "Pings by result."),
-                &["org", "result"],
-            )
-            .expect("valid metric"),
-            ping_failures: IntCounterVec::new(
-                Opts::new("obf_ping_failures_total", "Failed pings by reason."),
-                &["org", "reason"],
-            )
-            .expect("valid metric"),
-            ping_last_status: IntGaugeVec::new(
-                Opts::new(
-                    "obf_ping_last_status_code",
-                    "HTTP status of the last ping, 0 if none came.",
-                ),
-                org,
-            )
-            .expect("valid metric"),
-            ping_last_success: GaugeVec::new(
-                Opts::new(
-                    "obf_ping_last_success_timestamp_seconds",
-                    "Unix time of the last successful ping.",
-                ),
-                org,
-            )
-            .expect("valid metric"),
-            probe_last_run: GaugeVec::new(
-                Opts::new(
-                    "obf_probe_last_run_timestamp_seconds",
-                    "Unix time the last probe of the org finished, whatever its result.",
-                ),
-                org,
-            )
-            .expect("valid metric"),
-            probe_interval: GaugeVec::new(
-                Opts::new(
-                    "obf_probe_interval_seconds",
-                    "Planned seconds between the org's probes (for cron: between the next two runs).",
-                ),
-                org,
-            )
-            .expect("valid metric"),
-            token_refreshes: IntCounterVec::new(
-                Opts::new(
-                    "obf_token_refreshes_total",
-                    "Token requests actually sent, by result.",
-                ),
-                &["org", "result"],
-            )
-            .expect("valid metric"),
-            token_refresh_failures: IntCounterVec::new(
-                Opts::new(
-                    "obf_token_refresh_failures_total",
-                    "Failed token requests by reason.",
-                ),
-                &["org", "reason"],
-            )
-            .expect("valid metric"),
-            token_refresh_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "obf_token_refresh_duration_seconds",
-                    "Token request time.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-                org,
-            )
-            .expect("valid metric"),
-            token_reuses: IntCounterVec::new(
-                Opts::new("obf_token_reuses_total", "Probes served by a cached token."),
-                org,
-            )
-            .expect("valid metric"),
-            token_expiry: GaugeVec::new(
-                Opts::new(
-                    "obf_token_expiry_timestamp_seconds",
-                    "Unix time when the token in hand expires.",
-                ),
-                org,
-            )
-            .expect("valid metric"),
-            credentials_valid: IntGaugeVec::new(
-                Opts::new(
-                    "obf_credentials_valid",
-                    "1 after the token endpoint accepted the credentials, 0 after it rejected them.",
-                ),
-                org,
-            )
-            .expect("valid metric"),
-            subscription_expiry: GaugeVec::new(
-                Opts::new(
-                    "obf_subscription_expiry_timestamp_seconds",
-                    "The organisation's paid_until, unix time.",
-                ),
-                org,
-            )
-            .expect("valid metric"),
-            subscription_failures: IntCounterVec::new(
-                Opts::new(
-                    "obf_subscription_check_failures_total",
-                    "Failed subscription checks by reason.",
-                ),
-                &["org", "reason"],
-            )
-            .expect("valid metric"),
-            org_info: OrgInfo::default(),
+            registry: Registry::new(),
+            orgs: RwLock::default(),
             shard_info: IntGaugeVec::new(
                 Opts::new(
                     "obf_exporter_shard_info",
@@ -208,7 +110,6 @@ impl Metrics {
                 .buckets(LATENESS_BUCKETS.to_vec()),
             )
             .expect("valid metric"),
-            registry,
         };
         metrics.register_all();
         metrics
@@ -226,26 +127,9 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
             .set(1);
-        let collectors: Vec<Box<dyn Collector>> = vec![
-            Box::new(self.ping_success.clone()),
-            Box::new(self.ping_duration.clone()),
-            Box::new(self.pings.clone()),
-            Box::new(self.ping_failures.clone()),
-            Box::new(self.ping_last_status.clone()),
-            Box::new(self.ping_last_success.clone()),
-            Box::new(self.probe_last_run.clone()),
-            Box::new(self.probe_interval.clone()),
-            Box::new(self.token_refreshes.clone()),
-            Box::new(self.token_refresh_failures.clone()),
-            Box::new(self.token_refresh_duration.clone()),
-            Box::new(self.token_reuses.clone()),
-            Box::new(self.token_expiry.clone()),
-            Box::new(self.credentials_valid.clone()),
-            Box::new(self.subscription_expiry.clone()),
-            Box::new(self.subscription_failures.clone()),
-            Box::new(self.org_info.clone()),
-            Box::new(self.shard_info.clone()),
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(build_info),
+            Box::new(self.shard_info.clone()),
             Box::new(self.config_reload_successful.clone()),
             Box::new(self.config_reload_success_time.clone()),
             Box::new(self.schedule_lateness.clone()),
@@ -263,73 +147,23 @@ impl Metrics {
         }
     }
 
-    /// Creates an org's series that exist from the start, and its `obf_org_info`.
-    pub fn add_org(&self, info: OrgInfoLabels, interval: Duration) -> OrgMetrics {
-        let name = info.org.clone();
-        let org = name.as_str();
-        self.org_info.set(info);
-        self.probe_interval
-            .with_label_values(&[org])
-            .set(interval.as_secs_f64());
-        OrgMetrics {
-            ping_success: self.ping_success.clone(),
-            ping_duration: self.ping_duration.with_label_values(&[org]),
-            pings_ok: self.pings.with_label_values(&[org, "success"]),
-            pings_failed: self.pings.with_label_values(&[org, "failure"]),
-            ping_failures: self.ping_failures.clone(),
-            ping_last_status: self.ping_last_status.clone(),
-            ping_last_success: self.ping_last_success.clone(),
-            probe_last_run: self.probe_last_run.clone(),
-            token_refreshes_ok: self.token_refreshes.with_label_values(&[org, "success"]),
-            token_refreshes_failed: self.token_refreshes.with_label_values(&[org, "failure"]),
-            token_refresh_failures: self.token_refresh_failures.clone(),
-            token_refresh_duration: self.token_refresh_duration.with_label_values(&[org]),
-            token_reuses: self.token_reuses.with_label_values(&[org]),
-            token_expiry: self.token_expiry.clone(),
-            credentials_valid: self.credentials_valid.clone(),
-            subscription_expiry: self.subscription_expiry.clone(),
-            subscription_failures: self.subscription_failures.clone(),
-            org: name,
-        }
+    /// The series of an org: created with its `result` counters at 0, or the existing ones (a
+    /// reload that changed the org keeps its counters), with `info` and `interval` updated.
+    pub fn add_org(&self, info: OrgInfoLabels, interval: Duration) -> Arc<OrgMetrics> {
+        let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
+        let entry = orgs.entry(info.org.clone()).or_insert_with(|| OrgEntry {
+            metrics: Arc::new(OrgMetrics::new(&info.org)),
+            info: String::new(),
+        });
+        entry.info = info.render();
+        entry.metrics.set_interval(interval);
+        entry.metrics.clone()
     }
 
     /// Removes every series of an org (after a reload dropped it).
     pub fn remove_org(&self, org: &str) {
-        self.org_info.remove(org);
-        for vec in [
-            &self.ping_success,
-            &self.ping_last_status,
-            &self.credentials_valid,
-        ] {
-            let _ = vec.remove_label_values(&[org]);
-        }
-        for vec in [
-            &self.ping_last_success,
-            &self.probe_last_run,
-            &self.probe_interval,
-            &self.token_expiry,
-            &self.subscription_expiry,
-        ] {
-            let _ = vec.remove_label_values(&[org]);
-        }
-        for vec in [&self.ping_duration, &self.token_refresh_duration] {
-            let _ = vec.remove_label_values(&[org]);
-        }
-        let _ = self.token_reuses.remove_label_values(&[org]);
-        for vec in [&self.pings, &self.token_refreshes] {
-            for result in ["success", "failure"] {
-                let _ = vec.remove_label_values(&[org, result]);
-            }
-        }
-        for vec in [
-            &self.ping_failures,
-            &self.token_refresh_failures,
-            &self.subscription_failures,
-        ] {
-            for reason in Reason::ALL {
-                let _ = vec.remove_label_values(&[org, reason.as_str()]);
-            }
-        }
+        let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
+        orgs.remove(org);
     }
 
     /// Records which shard this process handles.
@@ -352,42 +186,36 @@ impl Metrics {
 
     /// The text exposition format of every metric.
     pub fn render(&self) -> String {
+        let mut sink = TextSink::collect();
+        self.write_all(&mut sink);
+        sink.finish()
+    }
+
+    /// The same text, handed to `flush` in chunks of about `chunk` bytes, so that a large scrape
+    /// never sits in memory whole. Stops early when `flush` returns false.
+    pub fn render_chunks(&self, chunk: usize, flush: &mut dyn FnMut(String) -> bool) {
+        let mut sink = TextSink::streaming(chunk, flush);
+        self.write_all(&mut sink);
+        sink.finish();
+    }
+
+    fn write_all(&self, sink: &mut TextSink) {
         let mut buffer = Vec::new();
         // Encoding into a Vec only fails on invalid metric data, which our families never hold.
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::error!(%error, "cannot encode metrics");
         }
-        String::from_utf8(buffer).unwrap_or_default()
+        sink.buf.push_str(&String::from_utf8_lossy(&buffer));
+        let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        write_org_families(sink, orgs.values());
     }
 
     /// The text format of one org's series only (for `/probe`).
     pub fn render_org(&self, org: &str) -> String {
-        let families: Vec<MetricFamily> = self
-            .registry
-            .gather()
-            .into_iter()
-            .filter_map(|mut family| {
-                let metrics: Vec<Metric> = family
-                    .take_metric()
-                    .into_iter()
-                    .filter(|m| {
-                        m.get_label()
-                            .iter()
-                            .any(|l| l.name() == "org" && l.value() == org)
-                    })
-                    .collect();
-                if metrics.is_empty() {
-                    return None;
-                }
-                family.set_metric(metrics);
-                Some(family)
-            })
-            .collect();
-        let mut buffer = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&families, &mut buffer) {
-            tracing::error!(%error, "cannot encode metrics");
-        }
-        String::from_utf8(buffer).unwrap_or_default()
+        let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        let mut sink = TextSink::collect();
+        write_org_families(&mut sink, orgs.get(org).into_iter());
+        sink.finish()
     }
 }
 
@@ -397,207 +225,222 @@ impl Default for Metrics {
     }
 }
 
-/// One org's series. Writes here are lock-free except for the first use of a reason.
-pub struct OrgMetrics {
-    org: String,
-    ping_success: IntGaugeVec,
-    pub ping_duration: Histogram,
-    pings_ok: IntCounter,
-    pings_failed: IntCounter,
-    ping_failures: IntCounterVec,
-    ping_last_status: IntGaugeVec,
-    ping_last_success: GaugeVec,
-    probe_last_run: GaugeVec,
-    token_refreshes_ok: IntCounter,
-    token_refreshes_failed: IntCounter,
-    token_refresh_failures: IntCounterVec,
-    pub token_refresh_duration: Histogram,
-    pub token_reuses: IntCounter,
-    token_expiry: GaugeVec,
-    credentials_valid: IntGaugeVec,
-    subscription_expiry: GaugeVec,
-    subscription_failures: IntCounterVec,
-}
-
-impl OrgMetrics {
-    fn labels(&self) -> [&str; 1] {
-        [self.org.as_str()]
-    }
-
-    pub fn ping_succeeded(&self, status: u16, duration: Duration) {
-        self.ping_duration.observe(duration.as_secs_f64());
-        self.pings_ok.inc();
-        self.ping_success.with_label_values(&self.labels()).set(1);
-        self.ping_last_status
-            .with_label_values(&self.labels())
-            .set(i64::from(status));
-        self.ping_last_success
-            .with_label_values(&self.labels())
-            .set(unix_seconds(SystemTime::now()));
-    }
-
-    /// A failed ping; `duration` is `None` when no request was sent.
-    pub fn ping_failed(&self, reason: Reason, status: Option<u16>, duration: Option<Duration>) {
-        if let Some(duration) = duration {
-            self.ping_duration.observe(duration.as_secs_f64());
-        }
-        self.pings_failed.inc();
-        self.ping_failures
-            .with_label_values(&[self.org.as_str(), reason.as_str()])
-            .inc();
-        self.ping_success.with_label_values(&self.labels()).set(0);
-        self.ping_last_status
-            .with_label_values(&self.labels())
-            .set(i64::from(status.unwrap_or(0)));
-    }
-
-    pub fn token_refreshed(&self, duration: Duration, failure: Option<Reason>) {
-        self.token_refresh_duration.observe(duration.as_secs_f64());
-        match failure {
-            None => self.token_refreshes_ok.inc(),
-            Some(reason) => {
-                self.token_refreshes_failed.inc();
-                self.token_refresh_failures
-                    .with_label_values(&[self.org.as_str(), reason.as_str()])
-                    .inc();
+/// Writes every per-org family, each with all of its orgs' samples together.
+fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a OrgEntry> + Clone) {
+    // One family: `each` writes one org's lines into the buffer.
+    let family = |sink: &mut TextSink,
+                  name: &str,
+                  help: &str,
+                  kind: &str,
+                  each: &dyn Fn(&mut String, &OrgEntry)| {
+        sink.family(name, help, kind, |sink| {
+            for entry in orgs.clone() {
+                if sink.closed {
+                    return;
+                }
+                let before = sink.buf.len();
+                each(&mut sink.buf, entry);
+                sink.written(before);
+            }
+        });
+    };
+    let gauge = |get: fn(&OrgMetrics) -> Option<f64>, name: &'static str| {
+        move |out: &mut String, entry: &OrgEntry| {
+            if let Some(value) = get(&entry.metrics) {
+                out.push_str(name);
+                out.push('{');
+                out.push_str(&entry.metrics.org_label);
+                out.push_str("} ");
+                write_f64(out, value);
+                out.push('\n');
             }
         }
-    }
-
-    pub fn set_credentials_valid(&self, valid: bool) {
-        self.credentials_valid
-            .with_label_values(&self.labels())
-            .set(i64::from(valid));
-    }
-
-    /// The expiry of the token in hand; `None` removes the series (no token in hand).
-    pub fn set_token_expiry(&self, at: Option<SystemTime>) {
-        match at {
-            Some(at) => self
-                .token_expiry
-                .with_label_values(&self.labels())
-                .set(unix_seconds(at)),
-            None => {
-                let _ = self.token_expiry.remove_label_values(&self.labels());
+    };
+    let by_result =
+        |ok: fn(&OrgMetrics) -> u64, failed: fn(&OrgMetrics) -> u64, name: &'static str| {
+            move |out: &mut String, entry: &OrgEntry| {
+                let m = &entry.metrics;
+                push_sample_u64(out, name, &m.failure_labels, failed(m));
+                push_sample_u64(out, name, &m.success_labels, ok(m));
             }
-        }
-    }
+        };
 
-    /// A probe finished (absent until the first one, so staleness alerts do not fire at start).
-    pub fn probe_finished(&self, at: SystemTime) {
-        self.probe_last_run
-            .with_label_values(&self.labels())
-            .set(unix_seconds(at));
-    }
-
-    pub fn set_subscription_expiry(&self, paid_until: i64) {
-        self.subscription_expiry
-            .with_label_values(&self.labels())
-            .set(paid_until as f64);
-    }
-
-    pub fn subscription_check_failed(&self, reason: Reason) {
-        self.subscription_failures
-            .with_label_values(&[self.org.as_str(), reason.as_str()])
-            .inc();
-    }
+    family(
+        sink,
+        "obf_org_info",
+        "Static facts about each configured org (always 1).",
+        "gauge",
+        &|out, e| push_sample_u64(out, "obf_org_info", &e.info, 1),
+    );
+    const SUCCESS: &str = "obf_ping_success";
+    family(
+        sink,
+        SUCCESS,
+        "1 if the last ping got a 2xx answer, else 0.",
+        "gauge",
+        &gauge(|m| m.ping_success.get(), SUCCESS),
+    );
+    const PING_DURATION: &str = "obf_ping_duration_seconds";
+    family(
+        sink,
+        PING_DURATION,
+        "Ping request time, token time excluded.",
+        "histogram",
+        &|out, e| {
+            e.metrics
+                .ping_duration
+                .write(out, PING_DURATION, &e.metrics.org_label)
+        },
+    );
+    const PINGS: &str = "obf_pings_total";
+    family(
+        sink,
+        PINGS,
+        "Pings by result.",
+        "counter",
+        &by_result(
+            |m| m.pings_ok.load(Ordering::Relaxed),
+            |m| m.pings_failed.load(Ordering::Relaxed),
+            PINGS,
+        ),
+    );
+    const PING_FAILURES: &str = "obf_ping_failures_total";
+    family(
+        sink,
+        PING_FAILURES,
+        "Failed pings by reason.",
+        "counter",
+        &|out, e| {
+            e.metrics
+                .ping_failures
+                .write(out, PING_FAILURES, &e.metrics.org_label)
+        },
+    );
+    const STATUS: &str = "obf_ping_last_status_code";
+    family(
+        sink,
+        STATUS,
+        "HTTP status of the last ping, 0 if none came.",
+        "gauge",
+        &gauge(|m| m.ping_last_status.get(), STATUS),
+    );
+    const LAST_SUCCESS: &str = "obf_ping_last_success_timestamp_seconds";
+    family(
+        sink,
+        LAST_SUCCESS,
+        "Unix time of the last successful ping.",
+        "gauge",
+        &gauge(|m| m.ping_last_success.get(), LAST_SUCCESS),
+    );
+    const LAST_RUN: &str = "obf_probe_last_run_timestamp_seconds";
+    family(
+        sink,
+        LAST_RUN,
+        "Unix time the last probe of the org finished, whatever its result.",
+        "gauge",
+        &gauge(|m| m.probe_last_run.get(), LAST_RUN),
+    );
+    const INTERVAL: &str = "obf_probe_interval_seconds";
+    family(
+        sink,
+        INTERVAL,
+        "Planned seconds between the org's probes (for cron: between the next two runs).",
+        "gauge",
+        &gauge(|m| m.probe_interval.get(), INTERVAL),
+    );
+    const REFRESHES: &str = "obf_token_refreshes_total";
+    family(
+        sink,
+        REFRESHES,
+        "Token requests actually sent, by result.",
+        "counter",
+        &by_result(
+            |m| m.token_refreshes_ok.load(Ordering::Relaxed),
+            |m| m.token_refreshes_failed.load(Ordering::Relaxed),
+            REFRESHES,
+        ),
+    );
+    const REFRESH_FAILURES: &str = "obf_token_refresh_failures_total";
+    family(
+        sink,
+        REFRESH_FAILURES,
+        "Failed token requests by reason.",
+        "counter",
+        &|out, e| {
+            e.metrics
+                .token_refresh_failures
+                .write(out, REFRESH_FAILURES, &e.metrics.org_label)
+        },
+    );
+    const REFRESH_DURATION: &str = "obf_token_refresh_duration_seconds";
+    family(
+        sink,
+        REFRESH_DURATION,
+        "Token request time.",
+        "histogram",
+        &|out, e| {
+            e.metrics
+                .token_refresh_duration
+                .write(out, REFRESH_DURATION, &e.metrics.org_label)
+        },
+    );
+    const REUSES: &str = "obf_token_reuses_total";
+    family(
+        sink,
+        REUSES,
+        "Probes served by a cached token.",
+        "counter",
+        &|out, e| {
+            push_sample_u64(
+                out,
+                REUSES,
+                &e.metrics.org_label,
+                e.metrics.token_reuses.load(Ordering::Relaxed),
+            )
+        },
+    );
+    const EXPIRY: &str = "obf_token_expiry_timestamp_seconds";
+    family(
+        sink,
+        EXPIRY,
+        "Unix time when the token in hand expires.",
+        "gauge",
+        &gauge(|m| m.token_expiry.get(), EXPIRY),
+    );
+    const VALID: &str = "obf_credentials_valid";
+    family(
+        sink,
+        VALID,
+        "1 after the token endpoint accepted the credentials, 0 after it rejected them.",
+        "gauge",
+        &gauge(|m| m.credentials_valid.get(), VALID),
+    );
+    const PAID_UNTIL: &str = "obf_subscription_expiry_timestamp_seconds";
+    family(
+        sink,
+        PAID_UNTIL,
+        "The organisation's paid_until, unix time.",
+        "gauge",
+        &gauge(|m| m.subscription_expiry.get(), PAID_UNTIL),
+    );
+    const SUBSCRIPTION_FAILURES: &str = "obf_subscription_check_failures_total";
+    family(
+        sink,
+        SUBSCRIPTION_FAILURES,
+        "Failed subscription checks by reason.",
+        "counter",
+        &|out, e| {
+            e.metrics
+                .subscription_failures
+                .write(out, SUBSCRIPTION_FAILURES, &e.metrics.org_label)
+        },
+    );
 }
 
 pub fn unix_seconds(at: SystemTime) -> f64 {
     match at.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(since) => since.as_secs_f64(),
         Err(before) => -before.duration().as_secs_f64(),
-    }
-}
-
-/// The labels of one org's `obf_org_info` series.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OrgInfoLabels {
-    pub org: String,
-    pub client_id: String,
-    pub host: String,
-    pub api: String,
-    pub custom: BTreeMap<String, String>,
-}
-
-/// `obf_org_info`: orgs may carry different custom label names, which a fixed-label `GaugeVec`
-/// cannot express, so this collector builds the family itself.
-#[derive(Clone, Default)]
-struct OrgInfo {
-    orgs: Arc<RwLock<BTreeMap<String, OrgInfoLabels>>>,
-}
-
-const ORG_INFO_NAME: &str = "obf_org_info";
-const ORG_INFO_HELP: &str = "Static facts about each configured org (always 1).";
-
-impl OrgInfo {
-    fn set(&self, info: OrgInfoLabels) {
-        let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
-        orgs.insert(info.org.clone(), info);
-    }
-
-    fn remove(&self, org: &str) {
-        let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
-        orgs.remove(org);
-    }
-}
-
-fn org_info_desc() -> &'static Desc {
-    static DESC: std::sync::OnceLock<Desc> = std::sync::OnceLock::new();
-    DESC.get_or_init(|| {
-        Desc::new(
-            ORG_INFO_NAME.to_string(),
-            ORG_INFO_HELP.to_string(),
-            vec![],
-            Default::default(),
-        )
-        .expect("valid descriptor")
-    })
-}
-
-impl Collector for OrgInfo {
-    fn desc(&self) -> Vec<&Desc> {
-        vec![org_info_desc()]
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
-        if orgs.is_empty() {
-            return Vec::new();
-        }
-        let metrics = orgs
-            .values()
-            .map(|info| {
-                let mut pairs: Vec<(&str, &str)> = vec![
-                    ("org", &info.org),
-                    ("client_id", &info.client_id),
-                    ("host", &info.host),
-                    ("api", &info.api),
-                ];
-                pairs.extend(info.custom.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                pairs.sort_by(|a, b| a.0.cmp(b.0));
-                let labels = pairs
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let mut pair = LabelPair::default();
-                        pair.set_name(name.to_string());
-                        pair.set_value(value.to_string());
-                        pair
-                    })
-                    .collect();
-                let mut gauge = GaugeProto::default();
-                gauge.set_value(1.0);
-                let mut metric = Metric::from_gauge(gauge);
-                metric.set_label(labels);
-                metric
-            })
-            .collect();
-        let mut family = MetricFamily::default();
-        family.set_name(ORG_INFO_NAME.to_string());
-        family.set_help(ORG_INFO_HELP.to_string());
-        family.set_field_type(MetricType::GAUGE);
-        family.set_metric(metrics);
-        vec![family]
     }
 }
 

@@ -76,7 +76,7 @@ struct OrgState {
 /// A configured org with everything a probe needs.
 pub struct Org {
     pub config: OrgConfig,
-    pub metrics: OrgMetrics,
+    pub metrics: Arc<OrgMetrics>,
     pub tokens: Arc<TokenCache>,
     pub client: ObfClient,
     state: Mutex<OrgState>,
@@ -85,7 +85,7 @@ pub struct Org {
 impl Org {
     pub fn new(
         config: OrgConfig,
-        metrics: OrgMetrics,
+        metrics: Arc<OrgMetrics>,
         tokens: Arc<TokenCache>,
         client: ObfClient,
     ) -> Self {
@@ -229,7 +229,7 @@ impl Org {
                 Ok(())
             }
             Err(failure) => {
-                self.metrics.ping_duration.observe(elapsed.as_secs_f64());
+                self.metrics.observe_ping_duration(elapsed);
                 report.status = failure.status;
                 Err(failure)
             }
@@ -290,7 +290,7 @@ impl Org {
             report.token = TokenUse::Reused;
         }
         if acquired.reused {
-            self.metrics.token_reuses.inc();
+            self.metrics.token_reused();
         }
         acquired
     }

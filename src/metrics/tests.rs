@@ -1,9 +1,10 @@
 //! Series creation, removal and the per-org rendering.
 
 use super::*;
+use crate::reason::Reason;
 
 impl Metrics {
-    fn add_org_for_test(&self, info: OrgInfoLabels) -> OrgMetrics {
+    fn add_org_for_test(&self, info: OrgInfoLabels) -> Arc<OrgMetrics> {
         self.add_org(info, Duration::from_secs(60))
     }
 }
@@ -75,6 +76,48 @@ fn org_info_carries_each_orgs_own_custom_labels() {
         "obf_org_info{api=\"v2\",client_id=\"BID\",cost_centre=\"42\",host=\"https://openbadgefactory.com\",org=\"b\"} 1"
     ));
     assert_eq!(text.matches("# TYPE obf_org_info gauge").count(), 1);
+}
+
+#[test]
+fn histograms_are_cumulative_and_end_with_inf_sum_and_count() {
+    let metrics = Metrics::new();
+    let org = metrics.add_org_for_test(info("acme", &[]));
+    org.ping_succeeded(200, Duration::from_millis(3));
+    org.ping_succeeded(200, Duration::from_millis(300));
+    org.observe_ping_duration(Duration::from_secs(60));
+    let text = metrics.render();
+    for line in [
+        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"0.005\"} 1",
+        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"0.25\"} 1",
+        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"0.5\"} 2",
+        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"30\"} 2",
+        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"+Inf\"} 3",
+        "obf_ping_duration_seconds_sum{org=\"acme\"} 60.303",
+        "obf_ping_duration_seconds_count{org=\"acme\"} 3",
+        "# TYPE obf_ping_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+}
+
+#[test]
+fn a_changed_org_keeps_its_counters_and_takes_its_new_labels() {
+    let metrics = Metrics::new();
+    let before = metrics.add_org_for_test(info("acme", &[("team", "a")]));
+    before.ping_succeeded(200, Duration::from_millis(1));
+    let after = metrics.add_org_for_test(info("acme", &[("team", "b")]));
+    after.ping_succeeded(200, Duration::from_millis(1));
+    let text = metrics.render();
+    assert!(text.contains("obf_pings_total{org=\"acme\",result=\"success\"} 2"));
+    assert!(text.contains("team=\"b\""));
+    assert!(!text.contains("team=\"a\""));
+}
+
+#[test]
+fn label_values_in_org_info_are_escaped() {
+    let metrics = Metrics::new();
+    metrics.add_org_for_test(info("acme", &[("note", "say \"hi\"\\")]));
+    assert!(metrics.render().contains(r#"note="say \"hi\"\\""#));
 }
 
 #[test]

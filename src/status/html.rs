@@ -321,12 +321,12 @@ pub fn render_index(rows: &[OrgStatus], now: SystemTime) -> String {
                     )
                 })
                 .unwrap_or_default();
-            let _ = write!(
+            let _ = writeln!(
                 body,
                 "<tr class=\"{state}\" id=\"org-{name}\"><td><a href=\"/org/{name}\">{name}</a></td>\
                  <td>{badge}<div class=\"sub\">{last_run}</div></td><td>{reason}{detail}</td>\
                  <td>{status}</td><td>{latency}</td><td>{success}</td><td>{token}</td>\
-                 <td>{credentials}</td><td>{subscription}</td></tr>\n",
+                 <td>{credentials}</td><td>{subscription}</td></tr>",
                 state = row.state.as_str(),
                 badge = c.state,
                 last_run = c.last_run,
