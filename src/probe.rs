@@ -70,7 +70,60 @@ struct OrgState {
     credentials_valid: Option<bool>,
     subscription_due: Option<Instant>,
     subscription_ends: Option<i64>,
-    history: VecDeque<ProbeReport>,
+    /// Older results in compact form; the newest is kept whole in `last`.
+    history: VecDeque<PastResult>,
+    last: Option<ProbeReport>,
+}
+
+/// A past result, small enough to keep 20 per org for 10,000 orgs (the newest report is kept whole).
+#[derive(Clone, Copy)]
+struct PastResult {
+    success: bool,
+    reason: Option<Reason>,
+    status: u16,
+    token: TokenUse,
+    token_failure: Option<Reason>,
+    credentials_valid: Option<bool>,
+    /// Milliseconds; NaN when not measured.
+    ping_ms: f32,
+    token_ms: f32,
+    finished_at: f64,
+}
+
+impl PastResult {
+    fn of(report: &ProbeReport) -> Self {
+        let ms = |s: Option<f64>| s.map_or(f32::NAN, |s| (s * 1000.0) as f32);
+        PastResult {
+            success: report.success,
+            reason: report.reason,
+            status: report.status.unwrap_or(0),
+            token: report.token,
+            token_failure: report.token_failure,
+            credentials_valid: report.credentials_valid,
+            ping_ms: ms(report.ping_seconds),
+            token_ms: ms(report.token_seconds),
+            finished_at: report.finished_at,
+        }
+    }
+
+    fn report(&self, org: &str) -> ProbeReport {
+        let seconds = |ms: f32| (!ms.is_nan()).then(|| f64::from(ms) / 1000.0);
+        ProbeReport {
+            org: org.to_string(),
+            success: self.success,
+            reason: self.reason,
+            status: (self.status != 0).then_some(self.status),
+            ping_seconds: seconds(self.ping_ms),
+            token: self.token,
+            token_seconds: seconds(self.token_ms),
+            token_failure: self.token_failure,
+            token_expires_at: None,
+            credentials_valid: self.credentials_valid,
+            subscription_ends: None,
+            finished_at: self.finished_at,
+            detail: None,
+        }
+    }
 }
 
 /// A configured org with everything a probe needs.
@@ -102,9 +155,17 @@ impl Org {
         self.config.name.as_str()
     }
 
-    /// The most recent results, newest last.
+    /// The most recent results (up to [`HISTORY_LEN`]), newest last. Only the newest carries its
+    /// detail, token expiry and subscription end; older ones keep the outcome and timings.
     pub fn history(&self) -> Vec<ProbeReport> {
-        self.lock_state().history.iter().cloned().collect()
+        let state = self.lock_state();
+        let mut reports: Vec<ProbeReport> = state
+            .history
+            .iter()
+            .map(|past| past.report(self.name()))
+            .collect();
+        reports.extend(state.last.clone());
+        reports
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, OrgState> {
@@ -376,9 +437,11 @@ impl Org {
         }
         state.health = Some(health);
         state.credentials_valid = report.credentials_valid;
-        if state.history.len() == HISTORY_LEN {
-            state.history.pop_front();
+        if let Some(previous) = state.last.replace(report.clone()) {
+            if state.history.len() == HISTORY_LEN - 1 {
+                state.history.pop_front();
+            }
+            state.history.push_back(PastResult::of(&previous));
         }
-        state.history.push_back(report.clone());
     }
 }

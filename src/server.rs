@@ -51,7 +51,9 @@ async fn metrics(State(state): State<ServerState>) -> Response {
     let (chunks, receiver) = tokio::sync::mpsc::channel::<String>(2);
     // Rendering takes milliseconds of CPU per thousand orgs: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
-        metrics.render_chunks(METRICS_CHUNK, &mut |chunk| chunks.blocking_send(chunk).is_ok());
+        metrics.render_chunks(METRICS_CHUNK, &mut |chunk| {
+            chunks.blocking_send(chunk).is_ok()
+        });
     });
     (
         [(header::CONTENT_TYPE, TEXT_FORMAT)],
