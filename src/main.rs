@@ -93,6 +93,7 @@ fn main() -> ExitCode {
     if let Some(Command::Check { config }) = &cli.command {
         return exit(commands::check(config));
     }
+    commands::limit_malloc_arenas();
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
