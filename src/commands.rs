@@ -68,16 +68,6 @@ pub fn first_config(source: &ConfigSource, shard: Option<Shard>) -> anyhow::Resu
     Ok(config)
 }
 
-/// The agent with a fixed config on an already bound listener (tests bind port 0).
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let source = ConfigSource::Fixed(Box::new(config.clone()));
-    serve_source(config, source, None, listener, shutdown).await
-}
-
 /// The agent until `shutdown` completes; reloads from `source` on SIGHUP and `POST /-/reload`.
 pub async fn serve_source(
     config: Config,

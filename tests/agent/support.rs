@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use obf_exporter::agent::build_orgs;
 use obf_exporter::config::{self, Config};
+use obf_exporter::controller::ConfigSource;
 use obf_exporter::metrics::Metrics;
 use obf_exporter::probe::Org;
 use obf_exporter::sim::{SimOptions, Simulator};
@@ -76,40 +77,29 @@ pub struct App {
 }
 
 impl App {
+    /// The agent with the config `text` (reloads re-apply it).
     pub async fn spawn(text: &str) -> Self {
         let config = parse_config(text);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(obf_exporter::commands::serve(
-            config,
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        App {
-            addr,
-            stop: Some(stop),
-            task,
-        }
+        let source = ConfigSource::Fixed(Box::new(config.clone()));
+        Self::start(config, source).await
     }
 
     /// The agent reading `path`, so that reloads re-read it.
     pub async fn spawn_file(path: &std::path::Path) -> Self {
-        let source = obf_exporter::controller::ConfigSource::File(path.to_path_buf());
+        let source = ConfigSource::File(path.to_path_buf());
         let config = obf_exporter::controller::load(&source, None).expect("valid config");
+        Self::start(config, source).await
+    }
+
+    async fn start(config: Config, source: ConfigSource) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
         let task = tokio::spawn(obf_exporter::commands::serve_source(
-            config,
-            source,
-            None,
-            listener,
-            async move {
-                let _ = stopped.await;
-            },
+            config, source, None, listener, shutdown,
         ));
         App {
             addr,
