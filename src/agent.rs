@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use std::hash::{BuildHasher, Hash, Hasher};
+
 use secrecy::ExposeSecret;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -26,36 +28,41 @@ use crate::token::{TokenCache, TokenPolicy};
 /// ~400 pings/s against an API answering in 150 ms.
 pub const MAX_PROBES_IN_FLIGHT: usize = 64;
 
-/// What makes two orgs' token caches interchangeable: same endpoint, same credentials, same rules.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct CredentialKey {
-    host: String,
-    client_id: String,
-    secret: String,
-    policy: (Duration, Duration, Duration),
+/// A token cache belongs to one client of one server: the server spaces token requests per client.
+type ClientKey = (String, String);
+
+/// Identifies the secret and token rules a cache was built for, without keeping the secret itself.
+fn settings_fingerprint(org: &OrgConfig) -> u64 {
+    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let seed = SEED.get_or_init(Default::default);
+    let mut hasher = seed.build_hasher();
+    org.client_secret.expose_secret().hash(&mut hasher);
+    org.auth.as_str().hash(&mut hasher);
+    (
+        org.token_refresh_margin,
+        org.token_min_interval,
+        org.token_max_age,
+    )
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
-impl CredentialKey {
-    fn of(org: &OrgConfig) -> Self {
-        CredentialKey {
-            host: org.host.clone(),
-            client_id: org.client_id.clone(),
-            secret: org.client_secret.expose_secret().to_string(),
-            policy: (
-                org.token_refresh_margin,
-                org.token_min_interval,
-                org.token_max_age,
-            ),
-        }
+fn policy_of(org: &OrgConfig) -> TokenPolicy {
+    TokenPolicy {
+        refresh_margin: org.token_refresh_margin,
+        min_interval: org.token_min_interval,
+        max_age: org.token_max_age,
     }
 }
 
-/// One HTTP client (and pool) per trust setting and one token cache per credential, kept across
-/// reloads so an unchanged credential keeps its token.
+/// One HTTP client (and pool) per trust setting and one token cache per client, kept across
+/// reloads: an unchanged credential keeps its token, and a rotated one keeps the spacing and
+/// backoff of the requests already sent (caches of removed orgs are kept for that reason too).
 #[derive(Default)]
 struct Shared {
     clients: HashMap<Option<PathBuf>, ObfClient>,
-    caches: HashMap<CredentialKey, Arc<TokenCache>>,
+    caches: HashMap<ClientKey, (Arc<TokenCache>, u64)>,
 }
 
 impl Shared {
@@ -69,30 +76,39 @@ impl Shared {
         Ok(client)
     }
 
-    fn cache(&mut self, org: &OrgConfig) -> Arc<TokenCache> {
-        self.caches
-            .entry(CredentialKey::of(org))
-            .or_insert_with(|| {
-                Arc::new(TokenCache::new(TokenPolicy {
-                    refresh_margin: org.token_refresh_margin,
-                    min_interval: org.token_min_interval,
-                    max_age: org.token_max_age,
-                }))
-            })
-            .clone()
+    /// The client's cache, reset if its secret or token rules changed.
+    async fn cache(&mut self, org: &OrgConfig) -> Arc<TokenCache> {
+        let key = (org.host.clone(), org.client_id.clone());
+        let fingerprint = settings_fingerprint(org);
+        match self.caches.get_mut(&key) {
+            Some((cache, known)) => {
+                if *known != fingerprint {
+                    cache.reset(policy_of(org)).await;
+                    *known = fingerprint;
+                }
+                cache.clone()
+            }
+            None => {
+                let cache = Arc::new(TokenCache::new(policy_of(org)));
+                self.caches.insert(key, (cache.clone(), fingerprint));
+                cache
+            }
+        }
     }
 
-    /// Drops caches and clients no org uses any more.
+    /// Drops HTTP clients no org uses any more.
     fn retain_used(&mut self, orgs: &BTreeMap<String, Running>) {
-        self.caches
-            .retain(|_, cache| orgs.values().any(|r| Arc::ptr_eq(&r.org.tokens, cache)));
         self.clients
             .retain(|ca_file, _| orgs.values().any(|r| &r.org.config.ca_file == ca_file));
     }
 
-    fn build(&mut self, config: &OrgConfig, metrics: &Metrics) -> Result<Arc<Org>, BuildError> {
+    async fn build(
+        &mut self,
+        config: &OrgConfig,
+        metrics: &Metrics,
+    ) -> Result<Arc<Org>, BuildError> {
         let client = self.client(config)?;
-        let cache = self.cache(config);
+        let cache = self.cache(config).await;
         let org_metrics = metrics.add_org(
             OrgInfoLabels {
                 org: config.name.to_string(),
@@ -113,13 +129,13 @@ impl Shared {
 }
 
 /// Builds every org of `config` without scheduling them (for `probe`).
-pub fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Org>>, BuildError> {
+pub async fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Org>>, BuildError> {
     let mut shared = Shared::default();
-    config
-        .orgs
-        .iter()
-        .map(|org| shared.build(org, metrics))
-        .collect()
+    let mut orgs = Vec::with_capacity(config.orgs.len());
+    for org in &config.orgs {
+        orgs.push(shared.build(org, metrics).await?);
+    }
+    Ok(orgs)
 }
 
 /// The planned gap between runs: the interval, or for cron the gap between its next two runs.
@@ -203,7 +219,7 @@ impl Agent {
                         Some(_) => changes.changed.push(name.to_string()),
                         None => changes.added.push(name.to_string()),
                     }
-                    starting.push(self.shared.build(org_config, &self.metrics)?);
+                    starting.push(self.shared.build(org_config, &self.metrics).await?);
                 }
             }
         }
@@ -252,11 +268,9 @@ impl Agent {
         let (task_org, slots) = (org.clone(), self.slots.clone());
         let task = tokio::spawn(async move {
             let name = task_org.name().to_string();
-            run_schedule(plan, &name, lateness, shutdown, || {
-                let (org, slots) = (task_org.clone(), slots.clone());
+            run_schedule(plan, &name, lateness, shutdown, slots, || {
+                let org = task_org.clone();
                 async move {
-                    // The semaphore is never closed, so acquiring cannot fail.
-                    let _slot = slots.acquire().await;
                     // Boxed: the probe's state (HTTP futures, several KB) then exists only while it
                     // runs, instead of being part of every idle org's task.
                     Box::pin(org.probe()).await;

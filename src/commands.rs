@@ -82,7 +82,7 @@ pub async fn serve_source(
     let ready = Arc::new(AtomicBool::new(true));
     let state = ServerState {
         controller: controller.clone(),
-        ready,
+        ready: ready.clone(),
     };
     tracing::info!(
         address = %listener.local_addr()?,
@@ -115,6 +115,7 @@ pub async fn serve_source(
     };
     shutdown.await;
     tracing::info!("shutting down: letting runs in progress finish");
+    ready.store(false, std::sync::atomic::Ordering::Release);
     reloads.abort();
     controller.stop().await;
     let _ = server_stop.send(true);
@@ -218,7 +219,7 @@ pub async fn probe(
         }
     }
     let metrics = Metrics::new();
-    let orgs = crate::agent::build_orgs(&config, &metrics)?;
+    let orgs = crate::agent::build_orgs(&config, &metrics).await?;
     let slots = Arc::new(tokio::sync::Semaphore::new(
         crate::agent::MAX_PROBES_IN_FLIGHT,
     ));

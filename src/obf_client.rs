@@ -119,10 +119,12 @@ impl ObfClient {
         let response = request.send().await.map_err(classify_transport)?;
         let status = response.status();
         let retry_after = parse_retry_after(response.headers(), SystemTime::now());
-        let body = read_body(response).await?;
         if status.is_success() {
-            return parse_token(&body, status.as_u16());
+            return parse_token(&read_body(response).await?, status.as_u16());
         }
+        // An error is classified by its status; its body only matters for 400 invalid_client,
+        // so an unreadable or oversized one (a proxy's HTML page) is simply ignored.
+        let body = read_body(response).await.unwrap_or_default();
         let mut failure = CallFailure::new(
             token_status_reason(status, &body),
             Some(status.as_u16()),
@@ -195,9 +197,8 @@ impl ObfClient {
             .map_err(classify_transport)?;
         let status = response.status();
         let retry_after = parse_retry_after(response.headers(), SystemTime::now());
-        let body = read_body(response).await?;
         if status.is_success() {
-            return Ok((status.as_u16(), body));
+            return Ok((status.as_u16(), read_body(response).await?));
         }
         let mut failure = CallFailure::new(
             Reason::for_resource_status(status.as_u16()),

@@ -7,8 +7,10 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+
 use prometheus::Histogram;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{CronSchedule, Schedule};
@@ -63,12 +65,15 @@ fn next_cron(cron: &CronSchedule, now_wall: SystemTime, now: Instant) -> Option<
     Some(now + wait)
 }
 
-/// Runs `run` on `plan` until `shutdown` turns true. A run in progress is finished first.
+/// Runs `run` on `plan` until `shutdown` turns true. A run in progress is finished first. Each run
+/// first takes one of the shared `slots` (which bound the probes in flight across all orgs);
+/// lateness is measured when the run really starts, after its slot, so a saturated exporter shows.
 pub async fn run_schedule<F, Fut>(
     plan: Plan,
     name: &str,
     lateness: Histogram,
     mut shutdown: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
     mut run: F,
 ) where
     F: FnMut() -> Fut,
@@ -110,9 +115,16 @@ pub async fn run_schedule<F, Fut>(
             _ = shutdown.wait_for(|stop| *stop) => return,
             _ = tokio::time::sleep_until(start_at) => {}
         }
+        // Waiting for a slot gives way to shutdown: a queued run is dropped, not started.
+        let slot = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            slot = slots.acquire() => slot,
+        };
         lateness.observe(start_at.elapsed().as_secs_f64());
         previous = Some(planned);
         run().await;
+        drop(slot);
         if *shutdown.borrow() {
             return;
         }
@@ -136,7 +148,7 @@ fn previous_cron_occurrence_missed(
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     fn lateness() -> Histogram {
         Histogram::with_opts(prometheus::HistogramOpts::new("lateness", "test")).unwrap()
@@ -162,6 +174,7 @@ mod tests {
             "acme",
             histogram.clone(),
             shutdown,
+            Arc::new(Semaphore::new(4)),
             move || {
                 let recorded = recorded.clone();
                 async move { recorded.lock().unwrap().push(Instant::now() - begin) }
@@ -189,6 +202,7 @@ mod tests {
             "slow",
             lateness(),
             shutdown,
+            Arc::new(Semaphore::new(4)),
             move || {
                 let (recorded, concurrent) = (recorded.clone(), concurrent.clone());
                 async move {
@@ -225,6 +239,7 @@ mod tests {
             "jittery",
             histogram.clone(),
             shutdown,
+            Arc::new(Semaphore::new(4)),
             move || {
                 let recorded = recorded.clone();
                 async move { recorded.lock().unwrap().push(Instant::now() - begin) }
@@ -253,6 +268,7 @@ mod tests {
             "acme",
             lateness(),
             shutdown,
+            Arc::new(Semaphore::new(4)),
             move || {
                 let done = done.clone();
                 async move {

@@ -127,7 +127,14 @@ async fn probe(State(state): State<ServerState>, Query(params): Query<ProbeParam
         )
             .into_response();
     };
-    let report = org.probe().await;
+    // Spawned: a client hanging up must not cancel a probe halfway through a token request.
+    let report = match tokio::spawn(async move { org.probe().await }).await {
+        Ok(report) => report,
+        Err(error) => {
+            tracing::error!(%error, "on-demand probe failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "probe failed\n").into_response();
+        }
+    };
     if params.debug {
         return (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -17,6 +17,10 @@ use crate::reason::Reason;
 
 /// Backoff never grows past this.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A `Retry-After` longer than this is cut to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// An `expires_in` longer than this is cut to it (one year).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 86400);
 
 /// The rules of one credential, from its orgs' config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,8 +112,8 @@ struct CachedToken {
     valid_until: Instant,
 }
 
-#[derive(Default)]
 struct State {
+    policy: TokenPolicy,
     token: Option<CachedToken>,
     last_request: Option<Instant>,
     backoff_until: Option<Instant>,
@@ -121,8 +125,8 @@ struct State {
 }
 
 impl State {
-    fn spacing_ends(&self, policy: &TokenPolicy) -> Option<Instant> {
-        self.last_request.map(|at| at + policy.min_interval)
+    fn spacing_ends(&self) -> Option<Instant> {
+        self.last_request.map(|at| at + self.policy.min_interval)
     }
 
     fn usable(&self, now: Instant) -> Option<&CachedToken> {
@@ -132,20 +136,34 @@ impl State {
 
 /// One credential's token, and the rules for getting a new one.
 pub struct TokenCache {
-    policy: TokenPolicy,
     state: Mutex<State>,
 }
 
 impl TokenCache {
     pub fn new(policy: TokenPolicy) -> Self {
         TokenCache {
-            policy,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                policy,
+                token: None,
+                last_request: None,
+                backoff_until: None,
+                backoff_step: 0,
+                rejected_at: None,
+                credentials_valid: None,
+                generation: 0,
+            }),
         }
     }
 
-    pub fn policy(&self) -> TokenPolicy {
-        self.policy
+    /// New credentials or rules for the same client (a reload rotated the secret): the token in
+    /// hand is dropped, but the spacing and backoff of past requests still apply, because the
+    /// server counts requests per client, whatever secret they carried.
+    pub async fn reset(&self, policy: TokenPolicy) {
+        let mut state = self.state.lock().await;
+        state.policy = policy;
+        state.token = None;
+        state.credentials_valid = None;
+        state.rejected_at = None;
     }
 
     /// Credential validity and token expiry, for the gauges.
@@ -203,7 +221,7 @@ impl TokenCache {
                 None => withheld(Withheld::NotYet),
             };
         }
-        if let Some(ends) = state.spacing_ends(&self.policy).filter(|e| *e > now) {
+        if let Some(ends) = state.spacing_ends().filter(|e| *e > now) {
             if let Some(cached) = state.usable(now) {
                 return reused(cached.token.clone());
             }
@@ -220,6 +238,9 @@ impl TokenCache {
 
         let sent_at = Instant::now();
         let sent_wall = SystemTime::now();
+        // Recorded before the await too: if the caller is dropped mid-request (a client hanging up
+        // on /probe), the request may still have reached the server.
+        state.last_request = Some(sent_at);
         let result = fetch().await;
         let duration = sent_at.elapsed();
         // The spacing counts from the answer, not the send: the server issued the token somewhere
@@ -227,13 +248,15 @@ impl TokenCache {
         state.last_request = Some(Instant::now());
         match result {
             Ok(issued) => {
-                let lifetime = issued.expires_in.unwrap_or(self.policy.max_age);
+                let policy = state.policy;
+                // Absurd lifetimes (a broken server) must not overflow the clock arithmetic.
+                let lifetime = issued
+                    .expires_in
+                    .unwrap_or(policy.max_age)
+                    .min(MAX_TOKEN_LIFETIME);
                 // A token shorter-lived than the margin would never be reused: refresh halfway.
-                let margin = self.policy.refresh_margin.min(lifetime / 2);
-                let reuse_for = match issued.expires_in {
-                    Some(_) => lifetime - margin,
-                    None => self.policy.max_age,
-                };
+                let margin = policy.refresh_margin.min(lifetime / 2);
+                let reuse_for = lifetime - margin;
                 state.generation += 1;
                 let token = Token {
                     access_token: issued.access_token,
@@ -268,9 +291,12 @@ impl TokenCache {
                         state.token = None;
                     }
                     _ => {
+                        let min_interval = state.policy.min_interval;
                         let delay = match failure.retry_after {
-                            Some(retry_after) => retry_after.max(self.policy.min_interval),
-                            None => backoff_delay(self.policy.min_interval, state.backoff_step),
+                            // Honoured, but capped: a proxy saying "come back tomorrow" must not
+                            // silence a credential for a day.
+                            Some(retry_after) => retry_after.clamp(min_interval, MAX_RETRY_AFTER),
+                            None => backoff_delay(min_interval, state.backoff_step),
                         };
                         state.backoff_step = state.backoff_step.saturating_add(1);
                         state.backoff_until = Some(now + delay);

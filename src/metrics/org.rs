@@ -45,30 +45,31 @@ const LATENCY_BUCKETS_TEXT: [&str; LATENCY_BUCKETS.len()] = [
 /// A histogram over [`LATENCY_BUCKETS`]: per-bucket counts (not cumulative), a sum and a count.
 pub(super) struct AtomicHistogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    /// Observations above the last bound.
+    overflow: AtomicU64,
     sum_bits: AtomicU64,
-    count: AtomicU64,
 }
 
 impl AtomicHistogram {
     fn new() -> Self {
         AtomicHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            overflow: AtomicU64::new(0),
             sum_bits: AtomicU64::new(0f64.to_bits()),
-            count: AtomicU64::new(0),
         }
     }
 
     pub(super) fn observe(&self, seconds: f64) {
-        if let Some(index) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.buckets[index].fetch_add(1, Ordering::Relaxed);
-        }
+        match LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            Some(index) => self.buckets[index].fetch_add(1, Ordering::Relaxed),
+            None => self.overflow.fetch_add(1, Ordering::Relaxed),
+        };
         // Observations of one org are rare and never contended for long: a CAS loop is fine.
         let _ = self
             .sum_bits
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
                 Some((f64::from_bits(bits) + seconds).to_bits())
             });
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn write(&self, out: &mut String, name: &str, org_label: &str) {
@@ -84,7 +85,9 @@ impl AtomicHistogram {
             push_u64(out, cumulative);
             out.push('\n');
         }
-        let count = self.count.load(Ordering::Relaxed);
+        // The count is derived from the buckets read, so a scrape racing an observation still
+        // sees monotonic buckets with `+Inf` equal to `_count`.
+        let count = cumulative + self.overflow.load(Ordering::Relaxed);
         out.push_str(name);
         out.push_str("_bucket{");
         out.push_str(org_label);

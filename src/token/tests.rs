@@ -244,15 +244,44 @@ async fn a_failed_refresh_keeps_using_the_token_still_valid() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_expires_in_the_token_is_reused_up_to_max_age() {
+async fn without_expires_in_the_token_is_reused_up_to_max_age_less_the_margin() {
     let cache = TokenCache::new(POLICY);
     let endpoint = FakeEndpoint::new(|_| Ok(None));
     endpoint.acquire(&cache, None).await;
-    tokio::time::sleep(Duration::from_secs(3599)).await;
+    tokio::time::sleep(Duration::from_secs(3530)).await;
     assert!(endpoint.acquire(&cache, None).await.reused);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await; // past 3600 - 60
     assert!(!endpoint.acquire(&cache, None).await.reused);
     assert_eq!(endpoint.calls().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_drops_the_token_but_keeps_the_spacing() {
+    let cache = TokenCache::new(POLICY);
+    let endpoint = FakeEndpoint::lifetime(300);
+    endpoint.acquire(&cache, None).await;
+    cache.reset(POLICY).await;
+    assert_eq!(cache.snapshot().await, Snapshot::default());
+    let after = endpoint.acquire(&cache, None).await;
+    assert!(after.token.is_some() && !after.reused);
+    assert_spaced(&endpoint.calls(), POLICY.min_interval);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_enormous_retry_after_is_capped_at_an_hour() {
+    let cache = TokenCache::new(POLICY);
+    let endpoint = FakeEndpoint::new(|n| match n {
+        0 => Err(TokenFailure {
+            reason: Reason::RateLimited,
+            retry_after: Some(Duration::from_secs(u64::MAX / 4)),
+            detail: String::new(),
+        }),
+        _ => Ok(Some(Duration::from_secs(u64::MAX / 4))),
+    });
+    endpoint.acquire(&cache, None).await;
+    tokio::time::sleep(MAX_RETRY_AFTER + Duration::from_secs(1)).await;
+    let later = endpoint.acquire(&cache, None).await;
+    assert!(later.token.is_some(), "{later:?}");
 }
 
 #[tokio::test(start_paused = true)]

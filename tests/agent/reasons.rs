@@ -11,7 +11,7 @@ use crate::support::{closed_port, metric_value, orgs, TestSim};
 async fn probe_once(sim: &TestSim, client: &str, extra: &str, faults: Faults) -> String {
     let config = sim.org("target", client, extra);
     sim.sim.set_faults(client, faults);
-    let (metrics, orgs) = orgs(&config);
+    let (metrics, orgs) = orgs(&config).await;
     orgs[0].probe().await;
     metrics.render()
 }
@@ -103,7 +103,7 @@ async fn rejected_credentials_in_obf_and_rfc_styles() {
         .await;
         let config = sim.org("target", "REVOKED", "");
         sim.sim.revoke("REVOKED");
-        let (metrics, orgs) = orgs(&config);
+        let (metrics, orgs) = orgs(&config).await;
         orgs[0].probe().await;
         let text = metrics.render();
         assert_eq!(
@@ -188,7 +188,7 @@ async fn network_failures_dns_connect_and_tls() {
         let config = format!(
             "[[org]]\nname = \"target\"\nclient_id = \"NET\"\nclient_secret = \"x\"\nhost = \"{host}\"\ntimeout = \"5s\"\n"
         );
-        let (metrics, orgs) = orgs(&config);
+        let (metrics, orgs) = orgs(&config).await;
         orgs[0].probe().await;
         let text = metrics.render();
         assert_eq!(

@@ -63,9 +63,11 @@ pub fn parse_config(text: &str) -> Config {
 }
 
 /// Orgs built from `text`, to probe by hand.
-pub fn orgs(text: &str) -> (Arc<Metrics>, Vec<Arc<Org>>) {
+pub async fn orgs(text: &str) -> (Arc<Metrics>, Vec<Arc<Org>>) {
     let metrics = Arc::new(Metrics::new());
-    let orgs = build_orgs(&parse_config(text), &metrics).expect("orgs build");
+    let orgs = build_orgs(&parse_config(text), &metrics)
+        .await
+        .expect("orgs build");
     (metrics, orgs)
 }
 

@@ -77,7 +77,7 @@ async fn orgs_sharing_a_client_share_one_token_and_one_request() {
             ..Faults::default()
         },
     );
-    let (_metrics, orgs) = orgs(&config);
+    let (_metrics, orgs) = orgs(&config).await;
     let (a, b) = tokio::join!(orgs[0].probe(), orgs[1].probe());
     assert!(a.success && b.success, "{a:?} {b:?}");
     let stats = sim.sim.client_stats("SHARED").unwrap();
@@ -94,7 +94,7 @@ async fn orgs_sharing_a_client_share_one_token_and_one_request() {
 async fn a_refused_cached_token_is_replaced_once_and_the_ping_retried() {
     let sim = TestSim::with_spacing(Duration::from_secs(1)).await;
     let config = sim.org("stale", "STALE", "token_min_interval = \"1s\"");
-    let (_metrics, orgs) = orgs(&config);
+    let (_metrics, orgs) = orgs(&config).await;
     assert!(orgs[0].probe().await.success);
     // Revoke and restore at once: the credentials stay good, the issued token does not.
     sim.sim.revoke("STALE");
@@ -111,7 +111,7 @@ async fn a_refused_cached_token_is_replaced_once_and_the_ping_retried() {
 async fn a_ping_refused_even_with_a_fresh_token_is_forbidden_after_one_retry() {
     let sim = TestSim::with_spacing(Duration::from_secs(1)).await;
     let config = sim.org("noaccess", "NOACCESS", "token_min_interval = \"1s\"");
-    let (metrics, orgs) = orgs(&config);
+    let (metrics, orgs) = orgs(&config).await;
     assert!(orgs[0].probe().await.success);
     sim.sim.set_faults(
         "NOACCESS",
@@ -152,7 +152,7 @@ async fn retry_after_holds_back_token_requests() {
     // Someone else takes the client's token first.
     let (status, _) = take_token(&sim, "LIMITED").await;
     assert_eq!(status, 200);
-    let (_metrics, orgs) = orgs(&config);
+    let (_metrics, orgs) = orgs(&config).await;
     let start = tokio::time::Instant::now();
     let first = orgs[0].probe().await;
     assert_eq!(
