@@ -57,6 +57,9 @@ pub(crate) fn normalize_host(text: &str) -> Result<String, String> {
     let port = match port {
         None => String::new(),
         Some(port) => match port.parse::<u16>() {
+            // The scheme's default port is dropped, so one server is one token cache.
+            Ok(443) if scheme == "https" => String::new(),
+            Ok(80) if scheme == "http" => String::new(),
             Ok(n) if n > 0 => format!(":{n}"),
             _ => return bad("port must be a number from 1 to 65535"),
         },
@@ -75,6 +78,12 @@ mod tests {
     #[test]
     fn hosts_are_normalised() {
         let cases = [
+            (
+                "https://openbadgefactory.com:443/",
+                "https://openbadgefactory.com",
+            ),
+            ("http://127.0.0.1:80", "http://127.0.0.1"),
+            ("http://127.0.0.1:443", "http://127.0.0.1:443"),
             (
                 "https://openbadgefactory.com",
                 "https://openbadgefactory.com",
