@@ -183,7 +183,7 @@ impl Layer {
                 p,
                 duration,
             ),
-            ca_file: t.slot("ca_file", &raw.ca_file, p, readable_file),
+            ca_file: t.slot("ca_file", &raw.ca_file, p, pem_certificates),
         }
     }
 
@@ -368,9 +368,29 @@ pub(crate) fn readable_file(path: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot read {path:?}: {e}"))
 }
 
+/// A readable file holding at least one PEM certificate (what `ca_file` must be).
+pub(crate) fn pem_certificates(path: &str) -> Result<PathBuf, String> {
+    let path = readable_file(path)?;
+    let pem = std::fs::read(&path).map_err(|e| format!("cannot read {:?}: {e}", path))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(path),
+        _ => Err(format!("{:?} holds no PEM certificate", path)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/cert1.pem");
+        assert!(pem_certificates(fixture).is_ok());
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/key1.pem");
+        assert!(pem_certificates(key)
+            .unwrap_err()
+            .contains("no PEM certificate"));
+    }
 
     #[test]
     fn durations_use_humantime() {

@@ -130,7 +130,10 @@ fn a_minimal_org_gets_every_default() {
 #[test]
 fn a_full_file_round_trips_every_key() {
     let dir = Scratch::new();
-    let ca = dir.file("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    let ca = dir.file(
+        "ca.pem",
+        include_str!("../../../tests/fixtures/tls/cert1.pem"),
+    );
     let cert = dir.file("tls.crt", "cert");
     let key = dir.file("tls.key", "key");
     let secret = dir.file("acme.secret", "fileSecret\n");
