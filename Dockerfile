@@ -56,8 +56,8 @@ ENV OBF_EXPORTER_CONFIG=/etc/obf-exporter/config.toml
 USER 65532:65532
 EXPOSE 9852
 
-# GET http://127.0.0.1:9852/-/healthy; no curl in the image. Pass --url (as the CMD of a derived
-# image or the compose/Kubernetes health check) when the agent listens elsewhere.
+# GET http://127.0.0.1:9852/-/healthy; no curl in the image. When the agent listens elsewhere or
+# serves TLS, override it: healthcheck --url https://127.0.0.1:9852/-/healthy --insecure
 HEALTHCHECK --interval=30s --timeout=10s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/obf-exporter", "healthcheck"]
 

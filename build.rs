@@ -18,6 +18,10 @@ fn main() {
         println!("cargo:rustc-env=OBF_EXPORTER_REVISION={revision}");
     }
     println!("cargo:rerun-if-env-changed=OBF_EXPORTER_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    // Only inside a git checkout: naming a missing file would rerun this script on every build.
+    if std::path::Path::new(".git/HEAD").exists() {
+        println!("cargo:rerun-if-changed=.git/HEAD");
+        println!("cargo:rerun-if-changed=.git/refs/heads");
+        println!("cargo:rerun-if-changed=.git/packed-refs");
+    }
 }
