@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -38,7 +38,9 @@ pub struct BasicAuth {
 struct Inner {
     /// The users and the successful credentials cached for exactly those users.
     state: Mutex<Shared>,
-    cache_key: [u8; 32],
+    /// Made on the first attempt, not at start: the first random bytes make aws-lc gather
+    /// entropy, which costs tens of milliseconds of CPU that an exporter without auth never needs.
+    cache_key: OnceLock<[u8; 32]>,
     permits: Arc<Semaphore>,
     verifications: AtomicU64,
 }
@@ -116,18 +118,13 @@ impl BasicAuth {
     /// `users`: user name → bcrypt hash (`$2a$`, `$2b$` or `$2y$`). No users means no
     /// authentication, as in `[exporter.web]`: every request passes.
     pub fn new(users: &BTreeMap<String, SecretString>) -> Self {
-        let mut cache_key = [0u8; 32];
-        // On failure the key stays zero: entries are still SHA-256 digests, never passwords.
-        let _ = aws_lc_rs::default_provider()
-            .secure_random
-            .fill(&mut cache_key);
         BasicAuth {
             inner: Arc::new(Inner {
                 state: Mutex::new(Shared {
                     users: Users::new(users),
                     cache: VecDeque::with_capacity(CACHE_CAPACITY),
                 }),
-                cache_key,
+                cache_key: OnceLock::new(),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
                 verifications: AtomicU64::new(0),
             }),
@@ -199,8 +196,14 @@ impl Inner {
             .tls13()?
             .common
             .hash_provider;
+        let cache_key = self.cache_key.get_or_init(|| {
+            let mut key = [0u8; 32];
+            // On failure the key stays zero: entries are still SHA-256 digests, never passwords.
+            let _ = aws_lc_rs::default_provider().secure_random.fill(&mut key);
+            key
+        });
         let mut context = sha256.start();
-        context.update(&self.cache_key);
+        context.update(cache_key);
         context.update(credentials.decoded.expose_secret());
         context.finish().as_ref().try_into().ok()
     }
