@@ -18,12 +18,13 @@ use crate::config::{Config, OrgConfig, Schedule};
 use crate::metrics::{Metrics, OrgInfoLabels};
 use crate::obf_client::{BuildError, ObfClient};
 use crate::probe::Org;
-use crate::schedule::{run_schedule, Plan};
+use crate::schedule::{run_schedule, spread_plans, Plan};
 use crate::token::{TokenCache, TokenPolicy};
 
-/// Probes in flight at once, across all orgs. Orgs on one interval all fall due together; without a
-/// bound, 10,000 orgs would open 20,000 connections at once (file descriptors, ~40 KB of buffers
-/// each). Queued probes start as others finish; waiting is not counted in any latency. 64 keeps
+/// Probes in flight at once, across all orgs. Interval fleets are spread over their interval, but a
+/// slow API or many orgs on one cron expression still make probes pile up; without a bound, 10,000
+/// orgs could open 20,000 connections at once (file descriptors, ~40 KB of buffers each). Queued
+/// probes start as others finish; the wait counts as lateness, not in any latency. 64 keeps
 /// 10,000 orgs under 64 MB (measured: 256 slots, 73 MB; 64 slots, 62 MB) and still completes
 /// ~400 pings/s against an API answering in 150 ms.
 pub const MAX_PROBES_IN_FLIGHT: usize = 64;
@@ -201,7 +202,8 @@ impl Agent {
 
     /// Makes the running orgs those of `config`: unchanged orgs keep their task, schedule phase
     /// and token; changed orgs restart their schedule; removed orgs stop and lose their series;
-    /// new orgs start now. Waits for the runs in progress of stopped orgs to finish.
+    /// new and changed orgs start now (a large batch ramps up: `spread_plans`). Waits for the runs
+    /// in progress of stopped orgs to finish.
     pub async fn apply(&mut self, config: &Config) -> Result<Changes, BuildError> {
         let mut changes = Changes::default();
         let wanted: BTreeMap<&str, &OrgConfig> =
@@ -247,8 +249,13 @@ impl Agent {
             }
         }
 
-        for org in starting {
-            let running = self.spawn(org);
+        let schedules: Vec<_> = starting
+            .iter()
+            .map(|org| (org.config.schedule.clone(), org.config.jitter))
+            .collect();
+        let plans = spread_plans(Instant::now(), &schedules);
+        for (org, plan) in starting.into_iter().zip(plans) {
+            let running = self.spawn(org, plan);
             self.running.insert(running.org.name().to_string(), running);
         }
         self.shared.retain_used(&self.running);
@@ -256,14 +263,9 @@ impl Agent {
         Ok(changes)
     }
 
-    fn spawn(&self, org: Arc<Org>) -> Running {
+    /// Starts `org` on `plan`. Unchanged orgs are never respawned, so they keep their phase.
+    fn spawn(&self, org: Arc<Org>, plan: Plan) -> Running {
         let (stop, shutdown) = watch::channel(false);
-        // A new or changed org starts now; unchanged orgs are never respawned, so keep their phase.
-        let plan = Plan {
-            schedule: org.config.schedule.clone(),
-            jitter: org.config.jitter,
-            anchor: Instant::now(),
-        };
         let lateness = self.metrics.schedule_lateness.clone();
         let (task_org, slots) = (org.clone(), self.slots.clone());
         let task = tokio::spawn(async move {

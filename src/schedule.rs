@@ -2,8 +2,10 @@
 //!
 //! One tokio task per org sleeps until its next planned start. Runs of one org never overlap: a
 //! start that falls due while a run is still going is skipped (logged at debug), so a slow API never
-//! causes a burst. It knows nothing about tokens or HTTP: it calls the run it is given.
+//! causes a burst. Orgs that start together ramp up and spread their phases over their interval
+//! ([`spread_plans`]). It knows nothing about tokens or HTTP: it calls the run it is given.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -16,12 +18,60 @@ use tokio::time::Instant;
 use crate::config::{CronSchedule, Schedule};
 use crate::random;
 
+/// Orgs started at once, and the size of the groups a large fleet on one interval is split into.
+pub const START_GROUP: usize = 20;
+/// Time between two groups of first runs: 20 per 10 ms, 2,000 orgs per second.
+pub const START_STEP: Duration = Duration::from_millis(10);
+
 /// The plan of one org's runs.
 pub struct Plan {
     pub schedule: Schedule,
     pub jitter: Duration,
-    /// Interval plans start here and run at `anchor + k * interval` (kept across reloads).
-    pub anchor: Instant,
+    /// Interval plans: when the first run starts.
+    pub first_run: Instant,
+    /// Interval plans: later runs start at `phase + k * interval`, the first of them at least one
+    /// interval after the first run.
+    pub phase: Instant,
+}
+
+/// Plans for orgs that start together at `now` (at start, or added or changed by a reload), in
+/// their config order. Why not all at `now`: a fleet on one interval would then fall due in the
+/// same instant every time, queue behind the probe slots (lateness) and hit the API in bursts.
+/// - First runs start in groups of [`START_GROUP`], one group per [`START_STEP`] (10,000 orgs
+///   within 5 s; up to 20 orgs at once, as before).
+/// - The orgs sharing an interval are split into groups of [`START_GROUP`] whose phases are
+///   spread evenly over the interval. Up to 20 orgs per interval keep one phase, the start's.
+///
+/// Cron plans are unaffected: they run at the matches of their expression.
+pub fn spread_plans(now: Instant, orgs: &[(Schedule, Duration)]) -> Vec<Plan> {
+    let mut per_interval: HashMap<Duration, usize> = HashMap::new();
+    for (schedule, _) in orgs {
+        if let Schedule::Interval(interval) = schedule {
+            *per_interval.entry(*interval).or_default() += 1;
+        }
+    }
+    let mut seen_per_interval: HashMap<Duration, usize> = HashMap::new();
+    let mut started = 0;
+    orgs.iter()
+        .map(|(schedule, jitter)| {
+            let (mut first_run, mut phase) = (now, now);
+            if let Schedule::Interval(interval) = schedule {
+                first_run = now + START_STEP * (started / START_GROUP) as u32;
+                started += 1;
+                let seen = seen_per_interval.entry(*interval).or_default();
+                let groups = per_interval[interval].div_ceil(START_GROUP);
+                let group = *seen / START_GROUP;
+                *seen += 1;
+                phase = now + interval.mul_f64(group as f64 / groups as f64);
+            }
+            Plan {
+                schedule: schedule.clone(),
+                jitter: *jitter,
+                first_run,
+                phase,
+            }
+        })
+        .collect()
 }
 
 impl Plan {
@@ -34,20 +84,27 @@ impl Plan {
         now: Instant,
     ) -> (Instant, u64) {
         let Some(previous) = after else {
-            // First run: at the anchor (now, at start), or at the next tick of its phase if a
-            // whole interval has passed since.
-            if now < self.anchor + interval {
-                return (self.anchor, 0);
+            // First run: as planned, or at the next tick of its phase if a whole interval has
+            // passed since.
+            if now < self.first_run + interval {
+                return (self.first_run, 0);
             }
-            let ticks = ticks_until(self.anchor, interval, now);
-            return (self.anchor + interval * ticks as u32, 0);
+            return (self.first_tick_at_or_after(interval, now), 0);
         };
-        let next = previous + interval;
+        let next = self.first_tick_at_or_after(interval, previous + interval);
         if next >= now {
             return (next, 0);
         }
         let ticks = ticks_until(next, interval, now);
         (next + interval * ticks as u32, ticks)
+    }
+
+    /// The first tick of the phase (`phase + k * interval`, k ≥ 0) at or after `at`.
+    fn first_tick_at_or_after(&self, interval: Duration, at: Instant) -> Instant {
+        if at <= self.phase {
+            return self.phase;
+        }
+        self.phase + interval * ticks_until(self.phase, interval, at) as u32
     }
 }
 
@@ -155,10 +212,12 @@ mod tests {
     }
 
     fn plan(interval: Duration, jitter: Duration) -> Plan {
+        let now = Instant::now();
         Plan {
             schedule: Schedule::Interval(interval),
             jitter,
-            anchor: Instant::now(),
+            first_run: now,
+            phase: now,
         }
     }
 
@@ -289,7 +348,8 @@ mod tests {
         let plan = Plan {
             schedule: Schedule::Interval(Duration::from_secs(10)),
             jitter: Duration::ZERO,
-            anchor,
+            first_run: anchor,
+            phase: anchor,
         };
         let every = Duration::from_secs(10);
         // A plan whose anchor passed starts at the next tick of its phase, not at once.
@@ -298,6 +358,117 @@ mod tests {
         let (next, skipped) =
             plan.next_interval(every, Some(anchor), anchor + Duration::from_secs(31));
         assert_eq!((next, skipped), (anchor + Duration::from_secs(40), 3));
+    }
+
+    #[test]
+    fn a_small_fleet_starts_at_once_on_one_phase() {
+        let now = Instant::now();
+        let every = Schedule::Interval(Duration::from_secs(60));
+        let plans = spread_plans(now, &vec![(every, Duration::ZERO); START_GROUP]);
+        assert!(plans.iter().all(|p| p.first_run == now && p.phase == now));
+    }
+
+    #[test]
+    fn a_large_fleet_ramps_up_and_spreads_each_interval_over_itself() {
+        let now = Instant::now();
+        let minute = Schedule::Interval(Duration::from_secs(60));
+        let ten = Schedule::Interval(Duration::from_secs(10));
+        let cron = Schedule::Cron(CronSchedule::parse("0 * * * * *").unwrap());
+        // 45 orgs every minute, then a cron org, then 25 orgs every 10 s.
+        let mut orgs = vec![(minute, Duration::ZERO); 45];
+        orgs.push((cron, Duration::ZERO));
+        orgs.extend(vec![(ten, Duration::ZERO); 25]);
+        let plans = spread_plans(now, &orgs);
+        let ms = |at: Instant| (at - now).as_millis();
+        let firsts: Vec<u128> = plans.iter().map(|p| ms(p.first_run)).collect();
+        let phases: Vec<u128> = plans.iter().map(|p| ms(p.phase)).collect();
+        // First runs: 20 per 10 ms across intervals; the cron org is not counted.
+        assert_eq!(
+            &firsts[..45],
+            [[0; 20], [10; 20]]
+                .concat()
+                .iter()
+                .chain(&[20; 5])
+                .copied()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(firsts[45], 0);
+        assert_eq!(&firsts[46..], [vec![20; 15], vec![30; 10]].concat());
+        // Phases: three groups over the minute, two over the 10 s.
+        assert_eq!(
+            &phases[..45],
+            [vec![0; 20], vec![20_000; 20], vec![40_000; 5]].concat()
+        );
+        assert_eq!(&phases[46..], [vec![0; 20], vec![5_000; 5]].concat());
+    }
+
+    #[test]
+    fn the_second_run_waits_a_whole_interval_then_keeps_the_phase() {
+        let now = Instant::now();
+        let plan = Plan {
+            schedule: Schedule::Interval(Duration::from_secs(10)),
+            jitter: Duration::ZERO,
+            first_run: now + Duration::from_millis(30),
+            phase: now + Duration::from_secs(7),
+        };
+        let every = Duration::from_secs(10);
+        let (first, _) = plan.next_interval(every, None, now);
+        assert_eq!(first, now + Duration::from_millis(30));
+        // Not at 7 s (too soon after the first run) but at 17 s, then every 10 s.
+        let (second, skipped) = plan.next_interval(every, Some(first), first);
+        assert_eq!((second - now, skipped), (Duration::from_secs(17), 0));
+        let (third, _) = plan.next_interval(every, Some(second), second);
+        assert_eq!(third - now, Duration::from_secs(27));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spread_orgs_run_on_their_phase_and_are_never_late() {
+        let begin = Instant::now();
+        let orgs =
+            vec![(Schedule::Interval(Duration::from_secs(10)), Duration::ZERO); 2 * START_GROUP];
+        let plans = spread_plans(begin, &orgs);
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let (stop, shutdown) = watch::channel(false);
+        let histogram = lateness();
+        let slots = Arc::new(Semaphore::new(64));
+        let mut tasks = Vec::new();
+        for (index, plan) in plans.into_iter().enumerate() {
+            let recorded = starts.clone();
+            tasks.push(tokio::spawn(run_schedule(
+                plan,
+                "org",
+                histogram.clone(),
+                shutdown.clone(),
+                slots.clone(),
+                move || {
+                    let recorded = recorded.clone();
+                    async move {
+                        recorded
+                            .lock()
+                            .unwrap()
+                            .push((index, (Instant::now() - begin).as_millis()))
+                    }
+                },
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25_500)).await;
+        stop.send(true).unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let starts = starts.lock().unwrap().clone();
+        let of = |index: usize| -> Vec<u128> {
+            starts
+                .iter()
+                .filter(|(i, _)| *i == index)
+                .map(|(_, at)| *at)
+                .collect()
+        };
+        // Group 0: first run at 0, phase 0. Group 1: first run at 10 ms, phase 5 s.
+        assert_eq!(of(0), vec![0, 10_000, 20_000]);
+        assert_eq!(of(START_GROUP), vec![10, 15_000, 25_000]);
+        assert_eq!(histogram.get_sample_count(), 40 + 20 + 20 + 20 + 20);
+        assert!(histogram.get_sample_sum() < 0.001);
     }
 
     #[test]
