@@ -76,12 +76,12 @@ fn main() {
         },
     );
     measure(
-        &format!("render /metrics, {orgs} orgs (256 KB chunks)"),
+        &format!("render /metrics, {orgs} orgs (128 KB chunks)"),
         samples,
         1,
         || {
             let mut bytes = 0;
-            metrics.render_chunks(256 * 1024, &mut |chunk| {
+            metrics.render_chunks(128 * 1024, &mut |chunk| {
                 bytes += chunk.len();
                 true
             });

@@ -29,6 +29,13 @@ pub fn write_f64(out: &mut String, value: f64) {
         out.push_str("+Inf");
     } else if value == f64::NEG_INFINITY {
         out.push_str("-Inf");
+    } else if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        // Whole numbers (status codes, intervals, 0/1, whole-second timestamps) are most values of
+        // a scrape; writing them as integers skips float formatting and prints the same text.
+        if value < 0.0 {
+            out.push('-');
+        }
+        push_u64(out, value.abs() as u64);
     } else {
         let _ = write!(out, "{value}");
     }
@@ -166,11 +173,22 @@ mod tests {
             f64::NAN,
             -3.25,
             1_795_839_551.25,
+            1_795_839_551.0,
+            -42.0,
+            0.0,
+            -0.0,
+            1e300,
         ] {
             write_f64(&mut out, value);
             out.push(' ');
         }
-        assert_eq!(out, "1 0.005 2.5 +Inf NaN -3.25 1795839551.25 ");
+        assert_eq!(
+            out,
+            format!(
+                "1 0.005 2.5 +Inf NaN -3.25 1795839551.25 1795839551 -42 0 0 {} ",
+                1e300
+            )
+        );
     }
 
     #[test]
