@@ -44,7 +44,7 @@ fn fleet(orgs: usize) -> Metrics {
         );
         org.ping_succeeded(200, Duration::from_millis(40 + (i % 50) as u64));
         org.token_refreshed(Duration::from_millis(80), None);
-        org.set_credentials_valid(true);
+        org.set_credentials_valid(Some(true));
         org.set_token_expiry(Some(std::time::SystemTime::now()));
         org.set_subscription_expiry(1_900_000_000);
         org.probe_finished(std::time::SystemTime::now());

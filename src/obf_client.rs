@@ -317,15 +317,18 @@ pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duratio
 /// Maps a transport error to its reason. reqwest does not type TLS failures, so the error chain's
 /// messages are read for them (covered by tests against a plain-HTTP port).
 fn classify_transport(error: reqwest::Error) -> CallFailure {
+    // Without the URL: a host or client_id containing "tls" must not make a refused connection TLS.
+    let error = error.without_url();
     let chain = error_chain(&error);
-    let reason = if error.is_timeout() || chain.contains("timed out") {
+    let lower = chain.to_lowercase();
+    let reason = if error.is_timeout() || lower.contains("timed out") {
         Reason::Timeout
-    } else if error.is_dns() || chain.contains("dns error") {
+    } else if error.is_dns() || lower.contains("dns error") {
         Reason::Dns
-    } else if chain.contains("tls")
-        || chain.contains("certificate")
-        || chain.contains("handshake")
-        || chain.contains("corrupt message")
+    } else if lower.contains("tls")
+        || lower.contains("certificate")
+        || lower.contains("handshake")
+        || lower.contains("corrupt message")
     {
         Reason::Tls
     } else if error.is_connect() {
@@ -340,35 +343,53 @@ fn classify_transport(error: reqwest::Error) -> CallFailure {
     };
     // The messages carry no secrets (reqwest never prints headers or bodies); the URL is left out
     // to keep a detail line short.
-    CallFailure::new(reason, None, detail_without_url(error))
+    CallFailure::new(reason, None, chain.trim_end_matches(": ").to_string())
 }
 
+/// The messages of the error and its sources, joined by ": ".
 fn error_chain(error: &reqwest::Error) -> String {
     let mut text = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(e) = source {
-        text.push_str(&e.to_string().to_lowercase());
+        text.push_str(&e.to_string());
         text.push_str(": ");
         source = e.source();
     }
     text
 }
 
-fn detail_without_url(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut parts = vec![error.to_string()];
-    let mut source = std::error::Error::source(&error);
-    while let Some(e) = source {
-        parts.push(e.to_string());
-        source = e.source();
-    }
-    parts.join(": ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[tokio::test]
+    async fn the_url_is_not_read_as_part_of_a_transport_error() {
+        // A refused connection to a ping URL full of TLS words is still `connect`.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = ObfClient::new(None, Duration::from_secs(2)).unwrap();
+        let host = format!("http://127.0.0.1:{port}");
+        let endpoint = Endpoint {
+            host: &host,
+            client_id: "TLS_certificate_handshake",
+            timeout: Duration::from_secs(2),
+        };
+        let token = SecretString::from("t");
+        let failure = client
+            .ping(&endpoint, ApiVersion::V2, &token)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.reason, Reason::Connect, "{}", failure.detail);
+        assert!(
+            !failure.detail.contains("TLS_certificate"),
+            "{}",
+            failure.detail
+        );
+    }
 
     #[test]
     fn retry_after_accepts_seconds_and_http_dates() {

@@ -22,6 +22,10 @@ pub const HISTORY_LEN: usize = 20;
 
 /// A failed subscription check is tried again after this, not at every run.
 const SUBSCRIPTION_RETRY: Duration = Duration::from_secs(60);
+/// Without `Retry-After`, the wait after the first ping answered 429; it doubles with each
+/// consecutive one, up to [`PING_BACKOFF_MAX`].
+const PING_BACKOFF_FIRST: Duration = Duration::from_secs(10);
+const PING_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// How the probe got its token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,6 +74,10 @@ struct OrgState {
     credentials_valid: Option<bool>,
     subscription_due: Option<Instant>,
     subscription_ends: Option<i64>,
+    /// After a ping answered 429: no ping (nor token request) before this.
+    ping_not_before: Option<Instant>,
+    /// Consecutive pings answered 429, for the back-off without `Retry-After`.
+    pings_rate_limited: u32,
     /// Older results in compact form; the newest is kept whole in `last`.
     history: VecDeque<PastResult>,
     last: Option<ProbeReport>,
@@ -199,6 +207,18 @@ impl Org {
             detail: None,
         };
 
+        if let Some(wait) = self.ping_withheld() {
+            // The API asked us to slow down (429 on a ping): this run sends nothing.
+            self.metrics.ping_failed(Reason::RateLimited, None, None);
+            report.reason = Some(Reason::RateLimited);
+            report.detail = Some(format!(
+                "not sent: the API answered 429 to a recent ping; next ping in {} s",
+                wait.as_secs().max(1)
+            ));
+            self.finish(&mut report).await;
+            return report;
+        }
+
         let acquired = self.acquire_token(None, &mut report).await;
         let token = match acquired.token {
             Some(token) => {
@@ -211,11 +231,46 @@ impl Org {
             }
         };
         self.check_subscription(token.as_ref(), &mut report).await;
+        self.finish(&mut report).await;
+        report
+    }
 
-        let snapshot = self.tokens.snapshot().await;
-        if let Some(valid) = snapshot.credentials_valid {
-            self.metrics.set_credentials_valid(valid);
+    /// How long pings are still held back after a 429, if they are.
+    fn ping_withheld(&self) -> Option<Duration> {
+        let until = self.lock_state().ping_not_before?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// Remembers a ping's 429 (or its absence) for [`Org::ping_withheld`].
+    fn note_ping_rate_limit(&self, failure: Option<&CallFailure>) {
+        let mut state = self.lock_state();
+        match failure {
+            Some(failure) if failure.reason == Reason::RateLimited => {
+                state.pings_rate_limited += 1;
+                let wait = match failure.retry_after {
+                    Some(retry_after) => retry_after.min(crate::token::MAX_RETRY_AFTER),
+                    None => PING_BACKOFF_FIRST
+                        .saturating_mul(1 << (state.pings_rate_limited - 1).min(10))
+                        .min(PING_BACKOFF_MAX),
+                };
+                state.ping_not_before = Some(Instant::now() + wait);
+            }
+            _ => {
+                state.pings_rate_limited = 0;
+                state.ping_not_before = None;
+            }
         }
+    }
+
+    /// The gauges read from the token cache, the finish time, the log and the history.
+    async fn finish(&self, report: &mut ProbeReport) {
+        let snapshot = self.tokens.snapshot().await;
+        // Unknown only until the endpoint answers the credentials in hand (new, or changed by a
+        // reload); transient failures keep the last answer in the cache.
+        self.metrics
+            .set_credentials_valid(snapshot.credentials_valid);
         // The gauge shows the token in hand: none after a rejection or a refused token.
         self.metrics.set_token_expiry(snapshot.token_expires_at);
         report.token_expires_at = snapshot.token_expires_at.map(crate::metrics::unix_seconds);
@@ -223,8 +278,7 @@ impl Org {
         let finished = SystemTime::now();
         self.metrics.probe_finished(finished);
         report.finished_at = crate::metrics::unix_seconds(finished);
-        self.remember(&report);
-        report
+        self.remember(report);
     }
 
     /// Pings with `token`; on 401/403 with a cached token, drops it and pings once more with a
@@ -242,7 +296,11 @@ impl Org {
         let refused = matches!(failure.status, Some(401 | 403));
         if !(refused && reused) {
             self.fail_ping(failure, report);
-            return (!refused).then_some(token);
+            if refused {
+                self.tokens.discard(token.generation).await;
+                return None;
+            }
+            return Some(token);
         }
         tracing::debug!(org = self.name(), status = ?failure.status, "cached token refused; getting a fresh one");
         let again = self.acquire_token(Some(token.generation), report).await;
@@ -253,7 +311,11 @@ impl Org {
                     Err(failure) => {
                         let refused = matches!(failure.status, Some(401 | 403));
                         self.fail_ping(failure, report);
-                        (!refused).then_some(fresh)
+                        if refused {
+                            self.tokens.discard(fresh.generation).await;
+                            return None;
+                        }
+                        Some(fresh)
                     }
                 }
             }
@@ -280,6 +342,7 @@ impl Org {
             .await;
         let elapsed = started.elapsed();
         report.ping_seconds = Some(elapsed.as_secs_f64());
+        self.note_ping_rate_limit(result.as_ref().err());
         match result {
             Ok(ok) => {
                 self.metrics.ping_succeeded(ok.status, elapsed);
@@ -359,6 +422,7 @@ impl Org {
     async fn check_subscription(&self, token: Option<&Token>, report: &mut ProbeReport) {
         let interval = self.config.subscription_check_interval;
         if interval.is_zero() {
+            self.metrics.clear_subscription_expiry();
             return;
         }
         let now = Instant::now();
@@ -392,7 +456,20 @@ impl Org {
             Err(failure) => {
                 tracing::debug!(org = self.name(), reason = %failure.reason, detail = %failure.detail, "subscription check failed");
                 self.metrics.subscription_check_failed(failure.reason);
-                state.subscription_due = Some(now + interval.min(SUBSCRIPTION_RETRY));
+                // Transient failures are retried within a minute; an answer that came but was
+                // unusable (no numeric paid_until) would only come again: next check as planned.
+                // A 429's Retry-After (capped at an hour) is honoured when it asks for longer.
+                let soon = match failure.reason {
+                    Reason::InvalidResponse => interval,
+                    _ => interval.min(SUBSCRIPTION_RETRY),
+                };
+                let retry = failure
+                    .retry_after
+                    .map_or(Duration::ZERO, |after| {
+                        after.min(crate::token::MAX_RETRY_AFTER)
+                    })
+                    .max(soon);
+                state.subscription_due = Some(now + retry);
             }
         }
         report.subscription_ends = state.subscription_ends;

@@ -52,8 +52,9 @@ pub struct Token {
     pub access_token: SecretString,
     /// Increases with every token this cache obtains; identifies the token without exposing it.
     pub generation: u64,
-    /// Wall-clock expiry (or the reuse cap when the endpoint gave no `expires_in`), for metrics.
-    pub expires_at: SystemTime,
+    /// Wall-clock expiry the endpoint announced, for metrics; `None` without `expires_in` (the
+    /// reuse cap `token_max_age` is our rule, not the token's expiry).
+    pub expires_at: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for Token {
@@ -166,12 +167,21 @@ impl TokenCache {
         state.rejected_at = None;
     }
 
+    /// Forgets token `generation` if it is still the one in hand: the API refused it even fresh,
+    /// so it is not shown as the token in hand. The next run asks for a new one (spacing applies).
+    pub async fn discard(&self, generation: u64) {
+        let mut state = self.state.lock().await;
+        if state.token.as_ref().map(|t| t.token.generation) == Some(generation) {
+            state.token = None;
+        }
+    }
+
     /// Credential validity and token expiry, for the gauges.
     pub async fn snapshot(&self) -> Snapshot {
         let state = self.state.lock().await;
         Snapshot {
             credentials_valid: state.credentials_valid,
-            token_expires_at: state.token.as_ref().map(|t| t.token.expires_at),
+            token_expires_at: state.token.as_ref().and_then(|t| t.token.expires_at),
         }
     }
 
@@ -261,7 +271,7 @@ impl TokenCache {
                 let token = Token {
                     access_token: issued.access_token,
                     generation: state.generation,
-                    expires_at: sent_wall + lifetime,
+                    expires_at: issued.expires_in.map(|_| sent_wall + lifetime),
                 };
                 state.token = Some(CachedToken {
                     token: token.clone(),

@@ -52,6 +52,12 @@ pub(crate) fn validate(
         ),
         _ => {}
     }
+    if let (Some(cert), Some(key)) = (&cert, &key) {
+        // What `run` will load, checked the same way, so `check` passes only what `run` serves.
+        if let Err(error) = crate::web::load_tls_config(cert, key) {
+            p.at(&join(CTX, "tls_cert_file"), error.to_string());
+        }
+    }
 
     let mut users = BTreeMap::new();
     for (user, hash) in raw.basic_auth_users.iter().flatten() {

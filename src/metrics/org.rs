@@ -239,8 +239,13 @@ impl OrgMetrics {
         self.token_reuses.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn set_credentials_valid(&self, valid: bool) {
-        self.credentials_valid.set(if valid { 1.0 } else { 0.0 });
+    /// `None` (no answer from the token endpoint since the credentials were loaded or changed)
+    /// removes the series.
+    pub fn set_credentials_valid(&self, valid: Option<bool>) {
+        match valid {
+            Some(valid) => self.credentials_valid.set(if valid { 1.0 } else { 0.0 }),
+            None => self.credentials_valid.clear(),
+        }
     }
 
     /// The expiry of the token in hand; `None` removes the series (no token in hand).
@@ -253,6 +258,11 @@ impl OrgMetrics {
 
     pub fn set_subscription_expiry(&self, paid_until: i64) {
         self.subscription_expiry.set(paid_until as f64);
+    }
+
+    /// Subscription checks are off (`subscription_check_interval = "0s"`, perhaps by a reload).
+    pub fn clear_subscription_expiry(&self) {
+        self.subscription_expiry.clear();
     }
 
     pub fn subscription_check_failed(&self, reason: Reason) {

@@ -50,7 +50,7 @@ fn removing_an_org_removes_every_series_it_had() {
     acme.ping_succeeded(200, Duration::from_millis(5));
     acme.ping_failed(Reason::ServerError, Some(503), None);
     acme.token_refreshed(Duration::from_millis(5), Some(Reason::Rejected));
-    acme.set_credentials_valid(false);
+    acme.set_credentials_valid(Some(false));
     acme.set_token_expiry(Some(SystemTime::now()));
     acme.set_subscription_expiry(1_900_000_000);
     acme.subscription_check_failed(Reason::NotFound);

@@ -218,7 +218,14 @@ async fn guard(
     let plan = sim.state.resource_request(client_id, kind);
     sleep_ms(plan.faults.ping_latency_ms).await;
     if let Some(code) = plan.faults.ping_status {
-        return Err((forced_status(code), Json(json!({ "error": "forced" }))).into_response());
+        let mut response =
+            (forced_status(code), Json(json!({ "error": "forced" }))).into_response();
+        if let Some(seconds) = plan.faults.ping_retry_after_secs {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        return Err(response);
     }
     if let (Resource::Ping, Some(url)) = (kind, &plan.faults.redirect_to) {
         return Err(match HeaderValue::from_str(url) {

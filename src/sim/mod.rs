@@ -78,6 +78,8 @@ pub struct Faults {
     pub token_latency_ms: Option<u64>,
     /// Forced status for ping (v1, v2) and client-info answers, before authentication.
     pub ping_status: Option<u16>,
+    /// `Retry-After` (seconds) on the answers forced by `ping_status`.
+    pub ping_retry_after_secs: Option<u64>,
     /// Forced status for the token endpoint, before authentication.
     pub token_status: Option<u16>,
     /// Ping (v1, v2) answers `302 Found` with this `Location`.

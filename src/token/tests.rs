@@ -248,6 +248,9 @@ async fn without_expires_in_the_token_is_reused_up_to_max_age_less_the_margin() 
     let cache = TokenCache::new(POLICY);
     let endpoint = FakeEndpoint::new(|_| Ok(None));
     endpoint.acquire(&cache, None).await;
+    // The expiry is unknown: no gauge value is made up from the reuse cap.
+    assert_eq!(cache.snapshot().await.token_expires_at, None);
+    assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
     tokio::time::sleep(Duration::from_secs(3530)).await;
     assert!(endpoint.acquire(&cache, None).await.reused);
     tokio::time::sleep(Duration::from_secs(15)).await; // past 3600 - 60
@@ -345,9 +348,25 @@ fn debug_output_redacts_the_access_token() {
     let token = Token {
         access_token: SecretString::from("super-secret-token"),
         generation: 1,
-        expires_at: SystemTime::UNIX_EPOCH,
+        expires_at: Some(SystemTime::UNIX_EPOCH),
     };
     let shown = format!("{token:?}");
     assert!(!shown.contains("super-secret-token"));
     assert_eq!(token.access_token.expose_secret(), "super-secret-token");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_discarded_token_is_gone_but_a_newer_one_is_kept() {
+    let cache = TokenCache::new(POLICY);
+    let endpoint = FakeEndpoint::lifetime(300);
+    let first = endpoint.acquire(&cache, None).await.token.unwrap();
+    cache.discard(first.generation).await;
+    assert_eq!(cache.snapshot().await.token_expires_at, None);
+    // The next caller asks for a new token, after the spacing.
+    let second = endpoint.acquire(&cache, None).await.token.unwrap();
+    assert!(second.generation > first.generation);
+    assert_spaced(&endpoint.calls(), POLICY.min_interval);
+    // Discarding an older generation leaves the newer token in hand.
+    cache.discard(first.generation).await;
+    assert!(cache.snapshot().await.token_expires_at.is_some());
 }

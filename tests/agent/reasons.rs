@@ -179,14 +179,18 @@ async fn timeouts_of_token_and_ping() {
 async fn network_failures_dns_connect_and_tls() {
     let sim = sim().await;
     let cases = [
-        ("http://obf-exporter-test.invalid".to_string(), "dns"),
-        (format!("http://127.0.0.1:{}", closed_port()), "connect"),
+        ("http://obf-exporter-test.invalid".to_string(), "NET", "dns"),
+        (
+            format!("http://127.0.0.1:{}", closed_port()),
+            "NET",
+            "connect",
+        ),
         // https to a plain-HTTP port: the TLS handshake fails.
-        (format!("https://{}", sim.addr), "tls"),
+        (format!("https://{}", sim.addr), "NET", "tls"),
     ];
-    for (host, reason) in cases {
+    for (host, client_id, reason) in cases {
         let config = format!(
-            "[[org]]\nname = \"target\"\nclient_id = \"NET\"\nclient_secret = \"x\"\nhost = \"{host}\"\ntimeout = \"5s\"\n"
+            "[[org]]\nname = \"target\"\nclient_id = \"{client_id}\"\nclient_secret = \"x\"\nhost = \"{host}\"\ntimeout = \"5s\"\n"
         );
         let (metrics, orgs) = orgs(&config).await;
         orgs[0].probe().await;
@@ -263,5 +267,53 @@ async fn subscription_end_is_read_and_its_failures_are_separate() {
     assert_eq!(
         metric_value(&text, "obf_pings_total{org=\"target\",result=\"failure\"}"),
         Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_ping_answered_429_holds_back_the_next_pings() {
+    let sim = sim().await;
+    let pings = |id: &str| sim.sim.client_stats(id).unwrap().pings;
+
+    // Without Retry-After: the next run within 10 s sends nothing and says why.
+    let config = sim.org("target", "SLOWDOWN", "");
+    sim.sim.set_faults(
+        "SLOWDOWN",
+        Faults {
+            ping_status: Some(429),
+            ..Faults::default()
+        },
+    );
+    let (metrics, slowed) = orgs(&config).await;
+    let first = slowed[0].probe().await;
+    assert_eq!(first.status, Some(429));
+    let sent = pings("SLOWDOWN");
+    let second = slowed[0].probe().await;
+    assert_eq!(
+        pings("SLOWDOWN"),
+        sent,
+        "a ping was sent during the back-off"
+    );
+    assert_eq!(second.reason.map(|r| r.as_str()), Some("rate_limited"));
+    let detail = second.detail.unwrap_or_default();
+    assert!(detail.contains("not sent"), "{detail}");
+    assert_eq!(ping_reason(&metrics.render(), "rate_limited"), Some(2.0));
+
+    // With Retry-After: its length is the wait.
+    let config = sim.org("target", "WAITAWHILE", "");
+    sim.sim.set_faults(
+        "WAITAWHILE",
+        Faults {
+            ping_status: Some(429),
+            ping_retry_after_secs: Some(120),
+            ..Faults::default()
+        },
+    );
+    let (_, waiting) = orgs(&config).await;
+    waiting[0].probe().await;
+    let held = waiting[0].probe().await.detail.unwrap_or_default();
+    assert!(
+        held.contains("next ping in 120 s") || held.contains("next ping in 119 s"),
+        "{held}"
     );
 }

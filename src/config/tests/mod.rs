@@ -134,8 +134,14 @@ fn a_full_file_round_trips_every_key() {
         "ca.pem",
         include_str!("../../../tests/fixtures/tls/cert1.pem"),
     );
-    let cert = dir.file("tls.crt", "cert");
-    let key = dir.file("tls.key", "key");
+    let cert = dir.file(
+        "tls.crt",
+        include_str!("../../../tests/fixtures/tls/cert1.pem"),
+    );
+    let key = dir.file(
+        "tls.key",
+        include_str!("../../../tests/fixtures/tls/key1.pem"),
+    );
     let secret = dir.file("acme.secret", "fileSecret\n");
     let hash = "$2y$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
     let text = format!(

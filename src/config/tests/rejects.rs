@@ -349,6 +349,27 @@ fn web_tls_files_come_in_pairs_and_must_be_readable() {
         ),
         &["exporter.web.tls_key_file: cannot read", &missing],
     );
+    // Readable but not what `run` can serve: found by `check` too.
+    assert_problem(
+        &format!(
+            "[exporter.web]\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{cert}\"\n{MINIMAL}"
+        ),
+        &["exporter.web.tls_cert_file:", "no PEM certificate"],
+    );
+    let cert1 = dir.file(
+        "cert1.pem",
+        include_str!("../../../tests/fixtures/tls/cert1.pem"),
+    );
+    let key2 = dir.file(
+        "key2.pem",
+        include_str!("../../../tests/fixtures/tls/key2.pem"),
+    );
+    assert_problem(
+        &format!(
+            "[exporter.web]\ntls_cert_file = \"{cert1}\"\ntls_key_file = \"{key2}\"\n{MINIMAL}"
+        ),
+        &["exporter.web.tls_cert_file:"],
+    );
 }
 
 #[test]
