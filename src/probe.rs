@@ -23,9 +23,8 @@ pub const HISTORY_LEN: usize = 20;
 /// A failed subscription check is tried again after this, not at every run.
 const SUBSCRIPTION_RETRY: Duration = Duration::from_secs(60);
 /// Without `Retry-After`, the wait after the first ping answered 429; it doubles with each
-/// consecutive one, up to [`PING_BACKOFF_MAX`].
+/// consecutive one as the token backoff does (up to 5 minutes, with jitter).
 const PING_BACKOFF_FIRST: Duration = Duration::from_secs(10);
-const PING_BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// How the probe got its token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -251,9 +250,10 @@ impl Org {
                 state.pings_rate_limited += 1;
                 let wait = match failure.retry_after {
                     Some(retry_after) => retry_after.min(crate::token::MAX_RETRY_AFTER),
-                    None => PING_BACKOFF_FIRST
-                        .saturating_mul(1 << (state.pings_rate_limited - 1).min(10))
-                        .min(PING_BACKOFF_MAX),
+                    None => crate::token::backoff_delay(
+                        PING_BACKOFF_FIRST,
+                        state.pings_rate_limited - 1,
+                    ),
                 };
                 state.ping_not_before = Some(Instant::now() + wait);
             }
