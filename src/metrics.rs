@@ -19,7 +19,8 @@ use prometheus::{
 };
 
 pub use org::OrgMetrics;
-use text::{escape_label_value, push_sample_u64, write_f64, TextSink};
+use org::{histogram_names, AtomicHistogram, HistogramNames, ReasonCounters};
+use text::{escape_label_value, push_line_fixed, push_line_u64, TextSink};
 
 /// Schedule lateness is normally sub-millisecond; seconds mean an overloaded runtime.
 const LATENESS_BUCKETS: &[f64] = &[
@@ -225,6 +226,41 @@ impl Default for Metrics {
     }
 }
 
+/// A family's name and the start of its sample lines (the name with `{`).
+struct FamilyName {
+    name: &'static str,
+    start: &'static str,
+}
+
+/// [`FamilyName`] from one literal, joined at compile time.
+macro_rules! family_name {
+    ($name:literal) => {
+        FamilyName {
+            name: $name,
+            start: concat!($name, "{"),
+        }
+    };
+}
+
+const ORG_INFO: FamilyName = family_name!("obf_org_info");
+const PING_SUCCESS: FamilyName = family_name!("obf_ping_success");
+const PING_DURATION: HistogramNames = histogram_names!("obf_ping_duration_seconds");
+const PINGS: FamilyName = family_name!("obf_pings_total");
+const PING_FAILURES: FamilyName = family_name!("obf_ping_failures_total");
+const PING_STATUS: FamilyName = family_name!("obf_ping_last_status_code");
+const PING_LAST_SUCCESS: FamilyName = family_name!("obf_ping_last_success_timestamp_seconds");
+const PROBE_LAST_RUN: FamilyName = family_name!("obf_probe_last_run_timestamp_seconds");
+const PROBE_INTERVAL: FamilyName = family_name!("obf_probe_interval_seconds");
+const TOKEN_REFRESHES: FamilyName = family_name!("obf_token_refreshes_total");
+const TOKEN_REFRESH_FAILURES: FamilyName = family_name!("obf_token_refresh_failures_total");
+const TOKEN_REFRESH_DURATION: HistogramNames =
+    histogram_names!("obf_token_refresh_duration_seconds");
+const TOKEN_REUSES: FamilyName = family_name!("obf_token_reuses_total");
+const TOKEN_EXPIRY: FamilyName = family_name!("obf_token_expiry_timestamp_seconds");
+const CREDENTIALS_VALID: FamilyName = family_name!("obf_credentials_valid");
+const SUBSCRIPTION_EXPIRY: FamilyName = family_name!("obf_subscription_expiry_timestamp_seconds");
+const SUBSCRIPTION_FAILURES: FamilyName = family_name!("obf_subscription_check_failures_total");
+
 /// Writes every per-org family, each with all of its orgs' samples together.
 fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a OrgEntry> + Clone) {
     // One family: `each` writes one org's lines into the buffer.
@@ -244,196 +280,170 @@ fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a Or
             }
         });
     };
-    let gauge = |get: fn(&OrgMetrics) -> Option<f64>, name: &'static str| {
+    let gauge = |get: fn(&OrgMetrics) -> Option<i64>, family: &'static FamilyName| {
         move |out: &mut String, entry: &OrgEntry| {
-            if let Some(value) = get(&entry.metrics) {
-                out.push_str(name);
-                out.push('{');
-                out.push_str(&entry.metrics.org_label);
-                out.push_str("} ");
-                write_f64(out, value);
-                out.push('\n');
+            if let Some(thousandths) = get(&entry.metrics) {
+                push_line_fixed(
+                    out,
+                    family.start,
+                    &entry.metrics.org_label,
+                    "} ",
+                    thousandths,
+                    3,
+                );
             }
         }
     };
-    let by_result =
-        |ok: fn(&OrgMetrics) -> u64, failed: fn(&OrgMetrics) -> u64, name: &'static str| {
-            move |out: &mut String, entry: &OrgEntry| {
-                let m = &entry.metrics;
-                push_sample_u64(out, name, &m.failure_labels, failed(m));
-                push_sample_u64(out, name, &m.success_labels, ok(m));
-            }
-        };
+    let by_result = |ok: fn(&OrgMetrics) -> u64,
+                     failed: fn(&OrgMetrics) -> u64,
+                     family: &'static FamilyName| {
+        move |out: &mut String, entry: &OrgEntry| {
+            let m = &entry.metrics;
+            let (start, org) = (family.start, &m.org_label);
+            push_line_u64(out, start, org, ",result=\"failure\"} ", failed(m));
+            push_line_u64(out, start, org, ",result=\"success\"} ", ok(m));
+        }
+    };
+    let histogram = |get: fn(&OrgMetrics) -> &AtomicHistogram, names: &'static HistogramNames| {
+        move |out: &mut String, entry: &OrgEntry| {
+            get(&entry.metrics).write(out, names, &entry.metrics.org_label)
+        }
+    };
+    let by_reason = |get: fn(&OrgMetrics) -> &ReasonCounters, family: &'static FamilyName| {
+        move |out: &mut String, entry: &OrgEntry| {
+            get(&entry.metrics).write(out, family.start, &entry.metrics.org_label)
+        }
+    };
 
     family(
         sink,
-        "obf_org_info",
+        ORG_INFO.name,
         "Static facts about each configured org (always 1).",
         "gauge",
-        &|out, e| push_sample_u64(out, "obf_org_info", &e.info, 1),
+        &|out, e| push_line_u64(out, ORG_INFO.start, &e.info, "} ", 1),
     );
-    const SUCCESS: &str = "obf_ping_success";
     family(
         sink,
-        SUCCESS,
+        PING_SUCCESS.name,
         "1 if the last ping got a 2xx answer, else 0.",
         "gauge",
-        &gauge(|m| m.ping_success.get(), SUCCESS),
+        &gauge(|m| m.ping_success.get(), &PING_SUCCESS),
     );
-    const PING_DURATION: &str = "obf_ping_duration_seconds";
     family(
         sink,
-        PING_DURATION,
+        PING_DURATION.name,
         "Ping request time, token time excluded.",
         "histogram",
-        &|out, e| {
-            e.metrics
-                .ping_duration
-                .write(out, PING_DURATION, &e.metrics.org_label)
-        },
+        &histogram(|m| &m.ping_duration, &PING_DURATION),
     );
-    const PINGS: &str = "obf_pings_total";
     family(
         sink,
-        PINGS,
+        PINGS.name,
         "Pings by result.",
         "counter",
         &by_result(
             |m| m.pings_ok.load(Ordering::Relaxed),
             |m| m.pings_failed.load(Ordering::Relaxed),
-            PINGS,
+            &PINGS,
         ),
     );
-    const PING_FAILURES: &str = "obf_ping_failures_total";
     family(
         sink,
-        PING_FAILURES,
+        PING_FAILURES.name,
         "Failed pings by reason.",
         "counter",
-        &|out, e| {
-            e.metrics
-                .ping_failures
-                .write(out, PING_FAILURES, &e.metrics.org_label)
-        },
+        &by_reason(|m| &m.ping_failures, &PING_FAILURES),
     );
-    const STATUS: &str = "obf_ping_last_status_code";
     family(
         sink,
-        STATUS,
+        PING_STATUS.name,
         "HTTP status of the last ping, 0 if none came.",
         "gauge",
-        &gauge(|m| m.ping_last_status.get(), STATUS),
+        &gauge(|m| m.ping_last_status.get(), &PING_STATUS),
     );
-    const LAST_SUCCESS: &str = "obf_ping_last_success_timestamp_seconds";
     family(
         sink,
-        LAST_SUCCESS,
+        PING_LAST_SUCCESS.name,
         "Unix time of the last successful ping.",
         "gauge",
-        &gauge(|m| m.ping_last_success.get(), LAST_SUCCESS),
+        &gauge(|m| m.ping_last_success.get(), &PING_LAST_SUCCESS),
     );
-    const LAST_RUN: &str = "obf_probe_last_run_timestamp_seconds";
     family(
         sink,
-        LAST_RUN,
+        PROBE_LAST_RUN.name,
         "Unix time the last probe of the org finished, whatever its result.",
         "gauge",
-        &gauge(|m| m.probe_last_run.get(), LAST_RUN),
+        &gauge(|m| m.probe_last_run.get(), &PROBE_LAST_RUN),
     );
-    const INTERVAL: &str = "obf_probe_interval_seconds";
     family(
         sink,
-        INTERVAL,
+        PROBE_INTERVAL.name,
         "Planned seconds between the org's probes (for cron: between the next two runs).",
         "gauge",
-        &gauge(|m| m.probe_interval.get(), INTERVAL),
+        &gauge(|m| m.probe_interval.get(), &PROBE_INTERVAL),
     );
-    const REFRESHES: &str = "obf_token_refreshes_total";
     family(
         sink,
-        REFRESHES,
+        TOKEN_REFRESHES.name,
         "Token requests actually sent, by result.",
         "counter",
         &by_result(
             |m| m.token_refreshes_ok.load(Ordering::Relaxed),
             |m| m.token_refreshes_failed.load(Ordering::Relaxed),
-            REFRESHES,
+            &TOKEN_REFRESHES,
         ),
     );
-    const REFRESH_FAILURES: &str = "obf_token_refresh_failures_total";
     family(
         sink,
-        REFRESH_FAILURES,
+        TOKEN_REFRESH_FAILURES.name,
         "Failed token requests by reason.",
         "counter",
-        &|out, e| {
-            e.metrics
-                .token_refresh_failures
-                .write(out, REFRESH_FAILURES, &e.metrics.org_label)
-        },
+        &by_reason(|m| &m.token_refresh_failures, &TOKEN_REFRESH_FAILURES),
     );
-    const REFRESH_DURATION: &str = "obf_token_refresh_duration_seconds";
     family(
         sink,
-        REFRESH_DURATION,
+        TOKEN_REFRESH_DURATION.name,
         "Token request time.",
         "histogram",
-        &|out, e| {
-            e.metrics
-                .token_refresh_duration
-                .write(out, REFRESH_DURATION, &e.metrics.org_label)
-        },
+        &histogram(|m| &m.token_refresh_duration, &TOKEN_REFRESH_DURATION),
     );
-    const REUSES: &str = "obf_token_reuses_total";
     family(
         sink,
-        REUSES,
+        TOKEN_REUSES.name,
         "Probes served by a cached token.",
         "counter",
         &|out, e| {
-            push_sample_u64(
-                out,
-                REUSES,
-                &e.metrics.org_label,
-                e.metrics.token_reuses.load(Ordering::Relaxed),
-            )
+            let reuses = e.metrics.token_reuses.load(Ordering::Relaxed);
+            push_line_u64(out, TOKEN_REUSES.start, &e.metrics.org_label, "} ", reuses)
         },
     );
-    const EXPIRY: &str = "obf_token_expiry_timestamp_seconds";
     family(
         sink,
-        EXPIRY,
+        TOKEN_EXPIRY.name,
         "Unix time when the token in hand expires.",
         "gauge",
-        &gauge(|m| m.token_expiry.get(), EXPIRY),
+        &gauge(|m| m.token_expiry.get(), &TOKEN_EXPIRY),
     );
-    const VALID: &str = "obf_credentials_valid";
     family(
         sink,
-        VALID,
+        CREDENTIALS_VALID.name,
         "1 after the token endpoint accepted the credentials, 0 after it rejected them.",
         "gauge",
-        &gauge(|m| m.credentials_valid.get(), VALID),
+        &gauge(|m| m.credentials_valid.get(), &CREDENTIALS_VALID),
     );
-    const PAID_UNTIL: &str = "obf_subscription_expiry_timestamp_seconds";
     family(
         sink,
-        PAID_UNTIL,
+        SUBSCRIPTION_EXPIRY.name,
         "The organisation's paid_until, unix time.",
         "gauge",
-        &gauge(|m| m.subscription_expiry.get(), PAID_UNTIL),
+        &gauge(|m| m.subscription_expiry.get(), &SUBSCRIPTION_EXPIRY),
     );
-    const SUBSCRIPTION_FAILURES: &str = "obf_subscription_check_failures_total";
     family(
         sink,
-        SUBSCRIPTION_FAILURES,
+        SUBSCRIPTION_FAILURES.name,
         "Failed subscription checks by reason.",
         "counter",
-        &|out, e| {
-            e.metrics
-                .subscription_failures
-                .write(out, SUBSCRIPTION_FAILURES, &e.metrics.org_label)
-        },
+        &by_reason(|m| &m.subscription_failures, &SUBSCRIPTION_FAILURES),
     );
 }
 

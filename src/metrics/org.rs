@@ -5,49 +5,97 @@
 //! was ~85 MB of memory and ~350 ms per scrape. Here an org costs well under 1 KB and a scrape is a
 //! single pass over the atomics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::text::{escape_label_value, push_u64, write_f64, LATENCY_BUCKETS};
-use super::unix_seconds;
+use super::text::{escape_label_value, push_line_fixed, push_line_u64, push_u64, LATENCY_BUCKETS};
 use crate::reason::Reason;
 
-/// An `f64` gauge that can be absent ("nothing to say yet").
-pub(super) struct OptionalGauge(AtomicU64);
+/// A gauge with three decimals, held in thousandths as an integer (writing a large scrape then
+/// needs no float formatting), that can be absent ("nothing to say yet").
+pub(super) struct OptionalGauge(AtomicI64);
 
-/// A NaN with a payload no arithmetic produces: marks "absent".
-const ABSENT: u64 = 0x7ff8_dead_beef_0001;
+/// Marks "absent"; [`OptionalGauge::set_thousandths`] never stores it.
+const ABSENT: i64 = i64::MIN;
 
 impl OptionalGauge {
     fn absent() -> Self {
-        OptionalGauge(AtomicU64::new(ABSENT))
+        OptionalGauge(AtomicI64::new(ABSENT))
     }
 
-    fn set(&self, value: f64) {
-        self.0.store(value.to_bits(), Ordering::Relaxed);
+    fn set_thousandths(&self, value: i64) {
+        self.0.store(value.max(ABSENT + 1), Ordering::Relaxed);
+    }
+
+    fn set_whole(&self, value: i64) {
+        self.set_thousandths(value.saturating_mul(1000));
+    }
+
+    /// A unix time, to the millisecond.
+    fn set_time(&self, at: SystemTime) {
+        let millis = match at.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        self.set_thousandths(millis);
     }
 
     fn clear(&self) {
         self.0.store(ABSENT, Ordering::Relaxed);
     }
 
-    pub(super) fn get(&self) -> Option<f64> {
-        let bits = self.0.load(Ordering::Relaxed);
-        (bits != ABSENT).then(|| f64::from_bits(bits))
+    /// The value in thousandths.
+    pub(super) fn get(&self) -> Option<i64> {
+        let value = self.0.load(Ordering::Relaxed);
+        (value != ABSENT).then_some(value)
     }
 }
 
-/// [`LATENCY_BUCKETS`] as their `le` label values.
-const LATENCY_BUCKETS_TEXT: [&str; LATENCY_BUCKETS.len()] = [
-    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+/// [`LATENCY_BUCKETS`] as the end of their bucket lines.
+const LATENCY_BUCKET_ENDS: [&str; LATENCY_BUCKETS.len()] = [
+    ",le=\"0.005\"} ",
+    ",le=\"0.01\"} ",
+    ",le=\"0.025\"} ",
+    ",le=\"0.05\"} ",
+    ",le=\"0.1\"} ",
+    ",le=\"0.25\"} ",
+    ",le=\"0.5\"} ",
+    ",le=\"1\"} ",
+    ",le=\"2.5\"} ",
+    ",le=\"5\"} ",
+    ",le=\"10\"} ",
+    ",le=\"30\"} ",
 ];
+
+/// The starts of a histogram's sample lines (see [`histogram_names`]).
+pub(super) struct HistogramNames {
+    pub(super) name: &'static str,
+    pub(super) bucket: &'static str,
+    pub(super) sum: &'static str,
+    pub(super) count: &'static str,
+}
+
+/// [`HistogramNames`] from the family name, joined at compile time.
+macro_rules! histogram_names {
+    ($name:literal) => {
+        HistogramNames {
+            name: $name,
+            bucket: concat!($name, "_bucket{"),
+            sum: concat!($name, "_sum{"),
+            count: concat!($name, "_count{"),
+        }
+    };
+}
+pub(super) use histogram_names;
 
 /// A histogram over [`LATENCY_BUCKETS`]: per-bucket counts (not cumulative), a sum and a count.
 pub(super) struct AtomicHistogram {
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     /// Observations above the last bound.
     overflow: AtomicU64,
-    sum_bits: AtomicU64,
+    /// The sum in microseconds: an integer adds without a CAS loop and writes without float
+    /// formatting.
+    sum_micros: AtomicU64,
 }
 
 impl AtomicHistogram {
@@ -55,57 +103,33 @@ impl AtomicHistogram {
         AtomicHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             overflow: AtomicU64::new(0),
-            sum_bits: AtomicU64::new(0f64.to_bits()),
+            sum_micros: AtomicU64::new(0),
         }
     }
 
-    pub(super) fn observe(&self, seconds: f64) {
+    pub(super) fn observe(&self, duration: Duration) {
+        let seconds = duration.as_secs_f64();
         match LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
             Some(index) => self.buckets[index].fetch_add(1, Ordering::Relaxed),
             None => self.overflow.fetch_add(1, Ordering::Relaxed),
         };
-        // Observations of one org are rare and never contended for long: a CAS loop is fine.
-        let _ = self
-            .sum_bits
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + seconds).to_bits())
-            });
+        let micros = u64::try_from(duration.as_nanos().div_ceil(1000)).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    pub(super) fn write(&self, out: &mut String, name: &str, org_label: &str) {
+    pub(super) fn write(&self, out: &mut String, names: &HistogramNames, org_label: &str) {
         let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS_TEXT.iter().zip(&self.buckets) {
+        for (end, bucket) in LATENCY_BUCKET_ENDS.iter().zip(&self.buckets) {
             cumulative += bucket.load(Ordering::Relaxed);
-            out.push_str(name);
-            out.push_str("_bucket{");
-            out.push_str(org_label);
-            out.push_str(",le=\"");
-            out.push_str(bound);
-            out.push_str("\"} ");
-            push_u64(out, cumulative);
-            out.push('\n');
+            push_line_u64(out, names.bucket, org_label, end, cumulative);
         }
         // The count is derived from the buckets read, so a scrape racing an observation still
         // sees monotonic buckets with `+Inf` equal to `_count`.
         let count = cumulative + self.overflow.load(Ordering::Relaxed);
-        out.push_str(name);
-        out.push_str("_bucket{");
-        out.push_str(org_label);
-        out.push_str(",le=\"+Inf\"} ");
-        push_u64(out, count);
-        out.push('\n');
-        out.push_str(name);
-        out.push_str("_sum{");
-        out.push_str(org_label);
-        out.push_str("} ");
-        write_f64(out, f64::from_bits(self.sum_bits.load(Ordering::Relaxed)));
-        out.push('\n');
-        out.push_str(name);
-        out.push_str("_count{");
-        out.push_str(org_label);
-        out.push_str("} ");
-        push_u64(out, count);
-        out.push('\n');
+        push_line_u64(out, names.bucket, org_label, ",le=\"+Inf\"} ", count);
+        let sum = self.sum_micros.load(Ordering::Relaxed);
+        push_line_fixed(out, names.sum, org_label, "} ", sum, 6);
+        push_line_u64(out, names.count, org_label, "} ", count);
     }
 }
 
@@ -123,12 +147,12 @@ impl ReasonCounters {
         }
     }
 
-    pub(super) fn write(&self, out: &mut String, name: &str, org_label: &str) {
+    /// `start` is the family name with `{`.
+    pub(super) fn write(&self, out: &mut String, start: &str, org_label: &str) {
         for (reason, counter) in Reason::ALL.iter().zip(&self.0) {
             let value = counter.load(Ordering::Relaxed);
             if value > 0 {
-                out.push_str(name);
-                out.push('{');
+                out.push_str(start);
                 out.push_str(org_label);
                 out.push_str(",reason=\"");
                 out.push_str(reason.as_str());
@@ -143,10 +167,8 @@ impl ReasonCounters {
 /// Every series of one org. Shared between the registry (for rendering) and the org's probe.
 pub struct OrgMetrics {
     pub(super) org: String,
-    /// `org="NAME"`, escaped, ready to write; and with each `result` label.
+    /// `org="NAME"`, escaped, ready to write.
     pub(super) org_label: String,
-    pub(super) success_labels: String,
-    pub(super) failure_labels: String,
     pub(super) ping_success: OptionalGauge,
     pub(super) ping_duration: AtomicHistogram,
     pub(super) pings_ok: AtomicU64,
@@ -172,8 +194,6 @@ impl OrgMetrics {
         let org_label = format!("org=\"{}\"", escape_label_value(org));
         OrgMetrics {
             org: org.to_string(),
-            success_labels: format!("{org_label},result=\"success\""),
-            failure_labels: format!("{org_label},result=\"failure\""),
             org_label,
             ping_success: OptionalGauge::absent(),
             ping_duration: AtomicHistogram::new(),
@@ -201,31 +221,32 @@ impl OrgMetrics {
     }
 
     pub fn ping_succeeded(&self, status: u16, duration: Duration) {
-        self.ping_duration.observe(duration.as_secs_f64());
+        self.ping_duration.observe(duration);
         self.pings_ok.fetch_add(1, Ordering::Relaxed);
-        self.ping_success.set(1.0);
-        self.ping_last_status.set(f64::from(status));
-        self.ping_last_success.set(unix_seconds(SystemTime::now()));
+        self.ping_success.set_whole(1);
+        self.ping_last_status.set_whole(i64::from(status));
+        self.ping_last_success.set_time(SystemTime::now());
     }
 
     /// Observes the time of a ping that failed (the failure itself is recorded by `ping_failed`).
     pub fn observe_ping_duration(&self, duration: Duration) {
-        self.ping_duration.observe(duration.as_secs_f64());
+        self.ping_duration.observe(duration);
     }
 
     /// A failed ping; `duration` is `None` when no request was sent.
     pub fn ping_failed(&self, reason: Reason, status: Option<u16>, duration: Option<Duration>) {
         if let Some(duration) = duration {
-            self.ping_duration.observe(duration.as_secs_f64());
+            self.ping_duration.observe(duration);
         }
         self.pings_failed.fetch_add(1, Ordering::Relaxed);
         self.ping_failures.inc(reason);
-        self.ping_success.set(0.0);
-        self.ping_last_status.set(f64::from(status.unwrap_or(0)));
+        self.ping_success.set_whole(0);
+        self.ping_last_status
+            .set_whole(i64::from(status.unwrap_or(0)));
     }
 
     pub fn token_refreshed(&self, duration: Duration, failure: Option<Reason>) {
-        self.token_refresh_duration.observe(duration.as_secs_f64());
+        self.token_refresh_duration.observe(duration);
         match failure {
             None => self.token_refreshes_ok.fetch_add(1, Ordering::Relaxed),
             Some(reason) => {
@@ -243,7 +264,7 @@ impl OrgMetrics {
     /// removes the series.
     pub fn set_credentials_valid(&self, valid: Option<bool>) {
         match valid {
-            Some(valid) => self.credentials_valid.set(if valid { 1.0 } else { 0.0 }),
+            Some(valid) => self.credentials_valid.set_whole(i64::from(valid)),
             None => self.credentials_valid.clear(),
         }
     }
@@ -251,13 +272,13 @@ impl OrgMetrics {
     /// The expiry of the token in hand; `None` removes the series (no token in hand).
     pub fn set_token_expiry(&self, at: Option<SystemTime>) {
         match at {
-            Some(at) => self.token_expiry.set(unix_seconds(at)),
+            Some(at) => self.token_expiry.set_time(at),
             None => self.token_expiry.clear(),
         }
     }
 
     pub fn set_subscription_expiry(&self, paid_until: i64) {
-        self.subscription_expiry.set(paid_until as f64);
+        self.subscription_expiry.set_whole(paid_until);
     }
 
     /// Subscription checks are off (`subscription_check_interval = "0s"`, perhaps by a reload).
@@ -271,10 +292,11 @@ impl OrgMetrics {
 
     /// A probe finished (absent until the first one, so staleness alerts do not fire at start).
     pub fn probe_finished(&self, at: SystemTime) {
-        self.probe_last_run.set(unix_seconds(at));
+        self.probe_last_run.set_time(at);
     }
 
     pub(super) fn set_interval(&self, interval: Duration) {
-        self.probe_interval.set(interval.as_secs_f64());
+        self.probe_interval
+            .set_thousandths(i64::try_from(interval.as_millis()).unwrap_or(i64::MAX));
     }
 }

@@ -150,3 +150,43 @@ fn render_org_keeps_only_that_orgs_series() {
     assert!(!text.contains("org=\"b\""));
     assert!(!text.contains("obf_exporter_build_info"));
 }
+
+#[test]
+fn every_latency_bucket_is_written_with_its_bound() {
+    let metrics = Metrics::new();
+    let org = metrics.add_org_for_test(info("acme", &[]));
+    for bound in text::LATENCY_BUCKETS {
+        org.observe_ping_duration(Duration::from_secs_f64(bound));
+    }
+    let text = metrics.render();
+    for (index, bound) in text::LATENCY_BUCKETS.iter().enumerate() {
+        let line = format!(
+            "obf_ping_duration_seconds_bucket{{org=\"acme\",le=\"{bound}\"}} {}\n",
+            index + 1
+        );
+        assert!(text.contains(&line), "missing {line}:\n{text}");
+    }
+}
+
+#[test]
+fn gauges_keep_three_decimals_and_whole_values_have_none() {
+    let metrics = Metrics::new();
+    let org = metrics.add_org(info("acme", &[]), Duration::from_millis(1500));
+    org.probe_finished(SystemTime::UNIX_EPOCH + Duration::from_nanos(1_795_000_000_123_456_789));
+    org.set_token_expiry(Some(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_018_000),
+    ));
+    org.set_subscription_expiry(1_827_403_922);
+    org.ping_failed(Reason::ServerError, Some(503), None);
+    let text = metrics.render();
+    for line in [
+        "obf_probe_last_run_timestamp_seconds{org=\"acme\"} 1795000000.123\n",
+        "obf_token_expiry_timestamp_seconds{org=\"acme\"} 1795018000\n",
+        "obf_subscription_expiry_timestamp_seconds{org=\"acme\"} 1827403922\n",
+        "obf_probe_interval_seconds{org=\"acme\"} 1.5\n",
+        "obf_ping_last_status_code{org=\"acme\"} 503\n",
+        "obf_ping_success{org=\"acme\"} 0\n",
+    ] {
+        assert!(text.contains(line), "missing {line}:\n{text}");
+    }
+}
