@@ -19,8 +19,8 @@ use prometheus::{
 };
 
 pub use org::OrgMetrics;
-use org::{histogram_names, AtomicHistogram, HistogramNames, ReasonCounters};
-use text::{escape_label_value, push_line_fixed, push_line_u64, TextSink};
+use org::{histogram_names, AtomicHistogram, HistogramNames, ReasonCounters, LABELS_END};
+use text::{escape_label_value, push_line_fixed, push_line_u64, Short, TextSink};
 
 /// Schedule lateness is normally sub-millisecond; seconds mean an overloaded runtime.
 const LATENESS_BUCKETS: &[f64] = &[
@@ -194,7 +194,7 @@ impl Metrics {
 
     /// The same text, handed to `flush` in chunks of about `chunk` bytes, so that a large scrape
     /// never sits in memory whole. Stops early when `flush` returns false.
-    pub fn render_chunks(&self, chunk: usize, flush: &mut dyn FnMut(String) -> bool) {
+    pub fn render_chunks(&self, chunk: usize, flush: &mut dyn FnMut(Vec<u8>) -> bool) {
         let mut sink = TextSink::streaming(chunk, flush);
         self.write_all(&mut sink);
         sink.finish();
@@ -206,7 +206,7 @@ impl Metrics {
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
             tracing::error!(%error, "cannot encode metrics");
         }
-        sink.buf.push_str(&String::from_utf8_lossy(&buffer));
+        sink.buf.extend_from_slice(&buffer);
         let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
         write_org_families(sink, orgs.values());
     }
@@ -261,6 +261,9 @@ const CREDENTIALS_VALID: FamilyName = family_name!("obf_credentials_valid");
 const SUBSCRIPTION_EXPIRY: FamilyName = family_name!("obf_subscription_expiry_timestamp_seconds");
 const SUBSCRIPTION_FAILURES: FamilyName = family_name!("obf_subscription_check_failures_total");
 
+const FAILURE_END: Short = Short::new(",result=\"failure\"} ");
+const SUCCESS_END: Short = Short::new(",result=\"success\"} ");
+
 /// Writes every per-org family, each with all of its orgs' samples together.
 fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a OrgEntry> + Clone) {
     // One family: `each` writes one org's lines into the buffer.
@@ -268,7 +271,7 @@ fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a Or
                   name: &str,
                   help: &str,
                   kind: &str,
-                  each: &dyn Fn(&mut String, &OrgEntry)| {
+                  each: &dyn Fn(&mut Vec<u8>, &OrgEntry)| {
         sink.family(name, help, kind, |sink| {
             for entry in orgs.clone() {
                 if sink.closed {
@@ -281,36 +284,30 @@ fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a Or
         });
     };
     let gauge = |get: fn(&OrgMetrics) -> Option<i64>, family: &'static FamilyName| {
-        move |out: &mut String, entry: &OrgEntry| {
+        move |out: &mut Vec<u8>, entry: &OrgEntry| {
             if let Some(thousandths) = get(&entry.metrics) {
-                push_line_fixed(
-                    out,
-                    family.start,
-                    &entry.metrics.org_label,
-                    "} ",
-                    thousandths,
-                    3,
-                );
+                let org = &entry.metrics.org_label;
+                push_line_fixed::<3>(out, family.start, org, &LABELS_END, thousandths);
             }
         }
     };
     let by_result = |ok: fn(&OrgMetrics) -> u64,
                      failed: fn(&OrgMetrics) -> u64,
                      family: &'static FamilyName| {
-        move |out: &mut String, entry: &OrgEntry| {
+        move |out: &mut Vec<u8>, entry: &OrgEntry| {
             let m = &entry.metrics;
             let (start, org) = (family.start, &m.org_label);
-            push_line_u64(out, start, org, ",result=\"failure\"} ", failed(m));
-            push_line_u64(out, start, org, ",result=\"success\"} ", ok(m));
+            push_line_u64(out, start, org, &FAILURE_END, failed(m));
+            push_line_u64(out, start, org, &SUCCESS_END, ok(m));
         }
     };
     let histogram = |get: fn(&OrgMetrics) -> &AtomicHistogram, names: &'static HistogramNames| {
-        move |out: &mut String, entry: &OrgEntry| {
+        move |out: &mut Vec<u8>, entry: &OrgEntry| {
             get(&entry.metrics).write(out, names, &entry.metrics.org_label)
         }
     };
     let by_reason = |get: fn(&OrgMetrics) -> &ReasonCounters, family: &'static FamilyName| {
-        move |out: &mut String, entry: &OrgEntry| {
+        move |out: &mut Vec<u8>, entry: &OrgEntry| {
             get(&entry.metrics).write(out, family.start, &entry.metrics.org_label)
         }
     };
@@ -320,7 +317,7 @@ fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a Or
         ORG_INFO.name,
         "Static facts about each configured org (always 1).",
         "gauge",
-        &|out, e| push_line_u64(out, ORG_INFO.start, &e.info, "} ", 1),
+        &|out, e| push_line_u64(out, ORG_INFO.start, &e.info, &LABELS_END, 1),
     );
     family(
         sink,
@@ -414,7 +411,13 @@ fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a Or
         "counter",
         &|out, e| {
             let reuses = e.metrics.token_reuses.load(Ordering::Relaxed);
-            push_line_u64(out, TOKEN_REUSES.start, &e.metrics.org_label, "} ", reuses)
+            push_line_u64(
+                out,
+                TOKEN_REUSES.start,
+                &e.metrics.org_label,
+                &LABELS_END,
+                reuses,
+            )
         },
     );
     family(

@@ -53,7 +53,7 @@ const METRICS_CHUNKS_QUEUED: usize = 32;
 
 async fn metrics(State(state): State<ServerState>) -> Response {
     let metrics = state.controller.metrics().clone();
-    let (chunks, receiver) = tokio::sync::mpsc::channel::<String>(METRICS_CHUNKS_QUEUED);
+    let (chunks, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(METRICS_CHUNKS_QUEUED);
     // Rendering takes milliseconds of CPU per thousand orgs: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
         metrics.render_chunks(METRICS_CHUNK, &mut |chunk| {
@@ -68,10 +68,10 @@ async fn metrics(State(state): State<ServerState>) -> Response {
 }
 
 /// The rendered chunks as a body stream.
-struct ChunkStream(tokio::sync::mpsc::Receiver<String>);
+struct ChunkStream(tokio::sync::mpsc::Receiver<Vec<u8>>);
 
 impl futures_core::Stream for ChunkStream {
-    type Item = Result<String, std::convert::Infallible>;
+    type Item = Result<Vec<u8>, std::convert::Infallible>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,

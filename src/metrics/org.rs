@@ -8,7 +8,10 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::text::{escape_label_value, push_line_fixed, push_line_u64, push_u64, LATENCY_BUCKETS};
+use super::text::{
+    escape_label_value, push_line_fixed, push_line_u64, push_short, push_u64, Short,
+    LATENCY_BUCKETS,
+};
 use crate::reason::Reason;
 
 /// A gauge with three decimals, held in thousandths as an integer (writing a large scrape then
@@ -52,20 +55,22 @@ impl OptionalGauge {
 }
 
 /// [`LATENCY_BUCKETS`] as the end of their bucket lines.
-const LATENCY_BUCKET_ENDS: [&str; LATENCY_BUCKETS.len()] = [
-    ",le=\"0.005\"} ",
-    ",le=\"0.01\"} ",
-    ",le=\"0.025\"} ",
-    ",le=\"0.05\"} ",
-    ",le=\"0.1\"} ",
-    ",le=\"0.25\"} ",
-    ",le=\"0.5\"} ",
-    ",le=\"1\"} ",
-    ",le=\"2.5\"} ",
-    ",le=\"5\"} ",
-    ",le=\"10\"} ",
-    ",le=\"30\"} ",
+const LATENCY_BUCKET_ENDS: [Short; LATENCY_BUCKETS.len()] = [
+    Short::new(",le=\"0.005\"} "),
+    Short::new(",le=\"0.01\"} "),
+    Short::new(",le=\"0.025\"} "),
+    Short::new(",le=\"0.05\"} "),
+    Short::new(",le=\"0.1\"} "),
+    Short::new(",le=\"0.25\"} "),
+    Short::new(",le=\"0.5\"} "),
+    Short::new(",le=\"1\"} "),
+    Short::new(",le=\"2.5\"} "),
+    Short::new(",le=\"5\"} "),
+    Short::new(",le=\"10\"} "),
+    Short::new(",le=\"30\"} "),
 ];
+const INF_BUCKET_END: Short = Short::new(",le=\"+Inf\"} ");
+pub(super) const LABELS_END: Short = Short::new("} ");
 
 /// The starts of a histogram's sample lines (see [`histogram_names`]).
 pub(super) struct HistogramNames {
@@ -117,19 +122,33 @@ impl AtomicHistogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    pub(super) fn write(&self, out: &mut String, names: &HistogramNames, org_label: &str) {
+    pub(super) fn write(&self, out: &mut Vec<u8>, names: &HistogramNames, org_label: &str) {
+        // Every bucket line starts with the same name and org label: copied once from the output,
+        // then from the first line (one copy per line instead of two).
+        let start = out.len();
+        out.extend_from_slice(names.bucket.as_bytes());
+        out.extend_from_slice(org_label.as_bytes());
+        let prefix = start..out.len();
         let mut cumulative = 0;
-        for (end, bucket) in LATENCY_BUCKET_ENDS.iter().zip(&self.buckets) {
+        for (index, (end, bucket)) in LATENCY_BUCKET_ENDS.iter().zip(&self.buckets).enumerate() {
+            if index > 0 {
+                out.extend_from_within(prefix.clone());
+            }
             cumulative += bucket.load(Ordering::Relaxed);
-            push_line_u64(out, names.bucket, org_label, end, cumulative);
+            push_short(out, end);
+            push_u64(out, cumulative);
+            out.push(b'\n');
         }
         // The count is derived from the buckets read, so a scrape racing an observation still
         // sees monotonic buckets with `+Inf` equal to `_count`.
         let count = cumulative + self.overflow.load(Ordering::Relaxed);
-        push_line_u64(out, names.bucket, org_label, ",le=\"+Inf\"} ", count);
-        let sum = self.sum_micros.load(Ordering::Relaxed);
-        push_line_fixed(out, names.sum, org_label, "} ", sum, 6);
-        push_line_u64(out, names.count, org_label, "} ", count);
+        out.extend_from_within(prefix);
+        push_short(out, &INF_BUCKET_END);
+        push_u64(out, count);
+        out.push(b'\n');
+        let sum = i64::try_from(self.sum_micros.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        push_line_fixed::<6>(out, names.sum, org_label, &LABELS_END, sum);
+        push_line_u64(out, names.count, org_label, &LABELS_END, count);
     }
 }
 
@@ -148,17 +167,15 @@ impl ReasonCounters {
     }
 
     /// `start` is the family name with `{`.
-    pub(super) fn write(&self, out: &mut String, start: &str, org_label: &str) {
+    pub(super) fn write(&self, out: &mut Vec<u8>, start: &str, org_label: &str) {
         for (reason, counter) in Reason::ALL.iter().zip(&self.0) {
             let value = counter.load(Ordering::Relaxed);
             if value > 0 {
-                out.push_str(start);
-                out.push_str(org_label);
-                out.push_str(",reason=\"");
-                out.push_str(reason.as_str());
-                out.push_str("\"} ");
+                for part in [start, org_label, ",reason=\"", reason.as_str(), "\"} "] {
+                    out.extend_from_slice(part.as_bytes());
+                }
                 push_u64(out, value);
-                out.push('\n');
+                out.push(b'\n');
             }
         }
     }
