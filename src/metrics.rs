@@ -6,11 +6,11 @@
 //! series are removed with it.
 
 mod org;
+mod scrape;
 mod text;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -19,8 +19,9 @@ use prometheus::{
 };
 
 pub use org::OrgMetrics;
-use org::{histogram_names, AtomicHistogram, HistogramNames, ReasonCounters, LABELS_END};
-use text::{escape_label_value, push_line_fixed, push_line_u64, Short, TextSink};
+pub use scrape::Scrape;
+use scrape::ScrapeOrg;
+use text::escape_label_value;
 
 /// Schedule lateness is normally sub-millisecond; seconds mean an overloaded runtime.
 const LATENESS_BUCKETS: &[f64] = &[
@@ -67,7 +68,17 @@ impl OrgInfoLabels {
 
 struct OrgEntry {
     metrics: Arc<OrgMetrics>,
-    info: String,
+    /// The labels of `obf_org_info`, ready to write.
+    info: Arc<str>,
+}
+
+impl OrgEntry {
+    fn scrape_org(&self) -> ScrapeOrg {
+        ScrapeOrg {
+            metrics: self.metrics.clone(),
+            info: self.info.clone(),
+        }
+    }
 }
 
 /// All metrics. Cheap to share behind an `Arc`.
@@ -154,9 +165,9 @@ impl Metrics {
         let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
         let entry = orgs.entry(info.org.clone()).or_insert_with(|| OrgEntry {
             metrics: Arc::new(OrgMetrics::new(&info.org)),
-            info: String::new(),
+            info: Arc::from(""),
         });
-        entry.info = info.render();
+        entry.info = info.render().into();
         entry.metrics.set_interval(interval);
         entry.metrics.clone()
     }
@@ -187,36 +198,38 @@ impl Metrics {
 
     /// The text exposition format of every metric.
     pub fn render(&self) -> String {
-        let mut sink = TextSink::collect();
-        self.write_all(&mut sink);
-        sink.finish()
+        text_to_string(self.scrape().into_bytes())
     }
 
-    /// The same text, handed to `flush` in chunks of about `chunk` bytes, so that a large scrape
-    /// never sits in memory whole. Stops early when `flush` returns false.
-    pub fn render_chunks(&self, chunk: usize, flush: &mut dyn FnMut(Vec<u8>) -> bool) {
-        let mut sink = TextSink::streaming(chunk, flush);
-        self.write_all(&mut sink);
-        sink.finish();
-    }
-
-    fn write_all(&self, sink: &mut TextSink) {
-        let mut buffer = Vec::new();
+    /// The same text, to be taken a chunk at a time: a large scrape then never sits in memory
+    /// whole. The org list is fixed when this is called; values are read as the text is made.
+    pub fn scrape(&self) -> Scrape {
+        let mut head = Vec::new();
         // Encoding into a Vec only fails on invalid metric data, which our families never hold.
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut head) {
             tracing::error!(%error, "cannot encode metrics");
         }
-        sink.buf.extend_from_slice(&buffer);
         let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
-        write_org_families(sink, orgs.values());
+        Scrape::new(head, orgs.values().map(OrgEntry::scrape_org).collect())
     }
 
     /// The text format of one org's series only (for `/probe`).
     pub fn render_org(&self, org: &str) -> String {
         let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
-        let mut sink = TextSink::collect();
-        write_org_families(&mut sink, orgs.get(org).into_iter());
-        sink.finish()
+        let org = orgs
+            .get(org)
+            .map(OrgEntry::scrape_org)
+            .into_iter()
+            .collect();
+        text_to_string(Scrape::new(Vec::new(), org).into_bytes())
+    }
+}
+
+/// Every byte of the text came from a `&str` or is an ASCII digit, so this never falls back.
+fn text_to_string(text: Vec<u8>) -> String {
+    match String::from_utf8(text) {
+        Ok(text) => text,
+        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
     }
 }
 
@@ -224,230 +237,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// A family's name and the start of its sample lines (the name with `{`).
-struct FamilyName {
-    name: &'static str,
-    start: &'static str,
-}
-
-/// [`FamilyName`] from one literal, joined at compile time.
-macro_rules! family_name {
-    ($name:literal) => {
-        FamilyName {
-            name: $name,
-            start: concat!($name, "{"),
-        }
-    };
-}
-
-const ORG_INFO: FamilyName = family_name!("obf_org_info");
-const PING_SUCCESS: FamilyName = family_name!("obf_ping_success");
-const PING_DURATION: HistogramNames = histogram_names!("obf_ping_duration_seconds");
-const PINGS: FamilyName = family_name!("obf_pings_total");
-const PING_FAILURES: FamilyName = family_name!("obf_ping_failures_total");
-const PING_STATUS: FamilyName = family_name!("obf_ping_last_status_code");
-const PING_LAST_SUCCESS: FamilyName = family_name!("obf_ping_last_success_timestamp_seconds");
-const PROBE_LAST_RUN: FamilyName = family_name!("obf_probe_last_run_timestamp_seconds");
-const PROBE_INTERVAL: FamilyName = family_name!("obf_probe_interval_seconds");
-const TOKEN_REFRESHES: FamilyName = family_name!("obf_token_refreshes_total");
-const TOKEN_REFRESH_FAILURES: FamilyName = family_name!("obf_token_refresh_failures_total");
-const TOKEN_REFRESH_DURATION: HistogramNames =
-    histogram_names!("obf_token_refresh_duration_seconds");
-const TOKEN_REUSES: FamilyName = family_name!("obf_token_reuses_total");
-const TOKEN_EXPIRY: FamilyName = family_name!("obf_token_expiry_timestamp_seconds");
-const CREDENTIALS_VALID: FamilyName = family_name!("obf_credentials_valid");
-const SUBSCRIPTION_EXPIRY: FamilyName = family_name!("obf_subscription_expiry_timestamp_seconds");
-const SUBSCRIPTION_FAILURES: FamilyName = family_name!("obf_subscription_check_failures_total");
-
-const FAILURE_END: Short = Short::new(",result=\"failure\"} ");
-const SUCCESS_END: Short = Short::new(",result=\"success\"} ");
-
-/// Writes every per-org family, each with all of its orgs' samples together.
-fn write_org_families<'a>(sink: &mut TextSink, orgs: impl Iterator<Item = &'a OrgEntry> + Clone) {
-    // One family: `each` writes one org's lines into the buffer.
-    let family = |sink: &mut TextSink,
-                  name: &str,
-                  help: &str,
-                  kind: &str,
-                  each: &dyn Fn(&mut Vec<u8>, &OrgEntry)| {
-        sink.family(name, help, kind, |sink| {
-            for entry in orgs.clone() {
-                if sink.closed {
-                    return;
-                }
-                let before = sink.buf.len();
-                each(&mut sink.buf, entry);
-                sink.written(before);
-            }
-        });
-    };
-    let gauge = |get: fn(&OrgMetrics) -> Option<i64>, family: &'static FamilyName| {
-        move |out: &mut Vec<u8>, entry: &OrgEntry| {
-            if let Some(thousandths) = get(&entry.metrics) {
-                let org = &entry.metrics.org_label;
-                push_line_fixed::<3>(out, family.start, org, &LABELS_END, thousandths);
-            }
-        }
-    };
-    let by_result = |ok: fn(&OrgMetrics) -> u64,
-                     failed: fn(&OrgMetrics) -> u64,
-                     family: &'static FamilyName| {
-        move |out: &mut Vec<u8>, entry: &OrgEntry| {
-            let m = &entry.metrics;
-            let (start, org) = (family.start, &m.org_label);
-            push_line_u64(out, start, org, &FAILURE_END, failed(m));
-            push_line_u64(out, start, org, &SUCCESS_END, ok(m));
-        }
-    };
-    let histogram = |get: fn(&OrgMetrics) -> &AtomicHistogram, names: &'static HistogramNames| {
-        move |out: &mut Vec<u8>, entry: &OrgEntry| {
-            get(&entry.metrics).write(out, names, &entry.metrics.org_label)
-        }
-    };
-    let by_reason = |get: fn(&OrgMetrics) -> &ReasonCounters, family: &'static FamilyName| {
-        move |out: &mut Vec<u8>, entry: &OrgEntry| {
-            get(&entry.metrics).write(out, family.start, &entry.metrics.org_label)
-        }
-    };
-
-    family(
-        sink,
-        ORG_INFO.name,
-        "Static facts about each configured org (always 1).",
-        "gauge",
-        &|out, e| push_line_u64(out, ORG_INFO.start, &e.info, &LABELS_END, 1),
-    );
-    family(
-        sink,
-        PING_SUCCESS.name,
-        "1 if the last ping got a 2xx answer, else 0.",
-        "gauge",
-        &gauge(|m| m.ping_success.get(), &PING_SUCCESS),
-    );
-    family(
-        sink,
-        PING_DURATION.name,
-        "Ping request time, token time excluded.",
-        "histogram",
-        &histogram(|m| &m.ping_duration, &PING_DURATION),
-    );
-    family(
-        sink,
-        PINGS.name,
-        "Pings by result.",
-        "counter",
-        &by_result(
-            |m| m.pings_ok.load(Ordering::Relaxed),
-            |m| m.pings_failed.load(Ordering::Relaxed),
-            &PINGS,
-        ),
-    );
-    family(
-        sink,
-        PING_FAILURES.name,
-        "Failed pings by reason.",
-        "counter",
-        &by_reason(|m| &m.ping_failures, &PING_FAILURES),
-    );
-    family(
-        sink,
-        PING_STATUS.name,
-        "HTTP status of the last ping, 0 if none came.",
-        "gauge",
-        &gauge(|m| m.ping_last_status.get(), &PING_STATUS),
-    );
-    family(
-        sink,
-        PING_LAST_SUCCESS.name,
-        "Unix time of the last successful ping.",
-        "gauge",
-        &gauge(|m| m.ping_last_success.get(), &PING_LAST_SUCCESS),
-    );
-    family(
-        sink,
-        PROBE_LAST_RUN.name,
-        "Unix time the last probe of the org finished, whatever its result.",
-        "gauge",
-        &gauge(|m| m.probe_last_run.get(), &PROBE_LAST_RUN),
-    );
-    family(
-        sink,
-        PROBE_INTERVAL.name,
-        "Planned seconds between the org's probes (for cron: between the next two runs).",
-        "gauge",
-        &gauge(|m| m.probe_interval.get(), &PROBE_INTERVAL),
-    );
-    family(
-        sink,
-        TOKEN_REFRESHES.name,
-        "Token requests actually sent, by result.",
-        "counter",
-        &by_result(
-            |m| m.token_refreshes_ok.load(Ordering::Relaxed),
-            |m| m.token_refreshes_failed.load(Ordering::Relaxed),
-            &TOKEN_REFRESHES,
-        ),
-    );
-    family(
-        sink,
-        TOKEN_REFRESH_FAILURES.name,
-        "Failed token requests by reason.",
-        "counter",
-        &by_reason(|m| &m.token_refresh_failures, &TOKEN_REFRESH_FAILURES),
-    );
-    family(
-        sink,
-        TOKEN_REFRESH_DURATION.name,
-        "Token request time.",
-        "histogram",
-        &histogram(|m| &m.token_refresh_duration, &TOKEN_REFRESH_DURATION),
-    );
-    family(
-        sink,
-        TOKEN_REUSES.name,
-        "Probes served by a cached token.",
-        "counter",
-        &|out, e| {
-            let reuses = e.metrics.token_reuses.load(Ordering::Relaxed);
-            push_line_u64(
-                out,
-                TOKEN_REUSES.start,
-                &e.metrics.org_label,
-                &LABELS_END,
-                reuses,
-            )
-        },
-    );
-    family(
-        sink,
-        TOKEN_EXPIRY.name,
-        "Unix time when the token in hand expires.",
-        "gauge",
-        &gauge(|m| m.token_expiry.get(), &TOKEN_EXPIRY),
-    );
-    family(
-        sink,
-        CREDENTIALS_VALID.name,
-        "1 after the token endpoint accepted the credentials, 0 after it rejected them.",
-        "gauge",
-        &gauge(|m| m.credentials_valid.get(), &CREDENTIALS_VALID),
-    );
-    family(
-        sink,
-        SUBSCRIPTION_EXPIRY.name,
-        "The organisation's paid_until, unix time.",
-        "gauge",
-        &gauge(|m| m.subscription_expiry.get(), &SUBSCRIPTION_EXPIRY),
-    );
-    family(
-        sink,
-        SUBSCRIPTION_FAILURES.name,
-        "Failed subscription checks by reason.",
-        "counter",
-        &by_reason(|m| &m.subscription_failures, &SUBSCRIPTION_FAILURES),
-    );
 }
 
 pub fn unix_seconds(at: SystemTime) -> f64 {

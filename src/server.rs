@@ -19,6 +19,7 @@ use axum::Router;
 use serde::Deserialize;
 
 use crate::controller::Controller;
+use crate::metrics::Scrape;
 use crate::probe::{ProbeReport, TokenUse};
 
 /// What the handlers read.
@@ -42,42 +43,32 @@ pub fn router(state: ServerState) -> Router {
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Chunks of this size are sent as they are rendered: a scrape of 10,000 orgs (~27 MB of text)
-/// then never sits in memory whole. At most METRICS_CHUNKS_QUEUED wait for the socket (4 MB).
-/// Measured at 10,000 orgs (12 scrapes each, median, beside other load on the 2 cores, which
-/// makes all of them faster than on an idle machine): 256 KB x 2 52 ms, 256 KB x 16 37 ms,
-/// 1 MB x 4 47 ms, 128 KB x 32 34 ms, 64 KB x 64 48 ms: the renderer must rarely wait for the
-/// writer, and chunks that stay in the CPU cache copy faster.
-const METRICS_CHUNK: usize = 128 * 1024;
-const METRICS_CHUNKS_QUEUED: usize = 32;
+/// The body of `/metrics` is rendered a chunk of this size at a time, when hyper asks for the next
+/// one: a scrape of 10,000 orgs (~24 MB of text) never sits in memory whole, and each chunk is
+/// still in the CPU cache when it is written to the socket. A chunk is a few tenths of a
+/// millisecond of work, short enough to do on an async worker.
+const METRICS_CHUNK: usize = 256 * 1024;
 
 async fn metrics(State(state): State<ServerState>) -> Response {
-    let metrics = state.controller.metrics().clone();
-    let (chunks, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(METRICS_CHUNKS_QUEUED);
-    // Rendering takes milliseconds of CPU per thousand orgs: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
-        metrics.render_chunks(METRICS_CHUNK, &mut |chunk| {
-            chunks.blocking_send(chunk).is_ok()
-        });
-    });
+    let scrape = state.controller.metrics().scrape();
     (
         [(header::CONTENT_TYPE, TEXT_FORMAT)],
-        Body::from_stream(ChunkStream(receiver)),
+        Body::from_stream(ScrapeStream(scrape)),
     )
         .into_response()
 }
 
-/// The rendered chunks as a body stream.
-struct ChunkStream(tokio::sync::mpsc::Receiver<Vec<u8>>);
+/// The scrape's chunks as a body stream.
+struct ScrapeStream(Scrape);
 
-impl futures_core::Stream for ChunkStream {
+impl futures_core::Stream for ScrapeStream {
     type Item = Result<Vec<u8>, std::convert::Infallible>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(Ok))
+        std::task::Poll::Ready(self.0.next_chunk(METRICS_CHUNK).map(Ok))
     }
 }
 

@@ -56,7 +56,6 @@ impl OptionalGauge {
 
 /// [`LATENCY_BUCKETS`] as the end of their bucket lines.
 const LATENCY_BUCKET_ENDS: [Short; LATENCY_BUCKETS.len()] = [
-    Short::new(",le=\"0.005\"} "),
     Short::new(",le=\"0.01\"} "),
     Short::new(",le=\"0.025\"} "),
     Short::new(",le=\"0.05\"} "),
@@ -67,7 +66,6 @@ const LATENCY_BUCKET_ENDS: [Short; LATENCY_BUCKETS.len()] = [
     Short::new(",le=\"2.5\"} "),
     Short::new(",le=\"5\"} "),
     Short::new(",le=\"10\"} "),
-    Short::new(",le=\"30\"} "),
 ];
 const INF_BUCKET_END: Short = Short::new(",le=\"+Inf\"} ");
 pub(super) const LABELS_END: Short = Short::new("} ");

@@ -87,10 +87,10 @@ fn histograms_are_cumulative_and_end_with_inf_sum_and_count() {
     org.observe_ping_duration(Duration::from_secs(60));
     let text = metrics.render();
     for line in [
-        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"0.005\"} 1",
+        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"0.01\"} 1",
         "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"0.25\"} 1",
         "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"0.5\"} 2",
-        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"30\"} 2",
+        "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"10\"} 2",
         "obf_ping_duration_seconds_bucket{org=\"acme\",le=\"+Inf\"} 3",
         "obf_ping_duration_seconds_sum{org=\"acme\"} 60.303",
         "obf_ping_duration_seconds_count{org=\"acme\"} 3",
