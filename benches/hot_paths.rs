@@ -76,13 +76,13 @@ fn main() {
         },
     );
     measure(
-        &format!("render /metrics, {orgs} orgs (64 KB chunks, as served)"),
+        &format!("render /metrics, {orgs} orgs (256 KB chunks, as served)"),
         samples,
         1,
         || {
             let mut bytes = 0;
             let mut scrape = metrics.scrape();
-            while let Some(chunk) = scrape.next_chunk(64 * 1024) {
+            while let Some(chunk) = scrape.next_chunk(256 * 1024) {
                 bytes += chunk.len();
             }
             black_box(bytes);

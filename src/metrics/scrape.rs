@@ -3,7 +3,7 @@
 //!
 //! Rendering on demand, on the thread that writes the socket, keeps each chunk in that core's
 //! cache between being written and being sent, and needs no queue or second thread: at 10,000
-//! orgs (27 MB) that made a scrape markedly faster on a 2-core machine than rendering on a
+//! orgs (24 MB) that made a scrape markedly faster on a 2-core machine than rendering on a
 //! blocking thread into a channel (see docs/performance.md).
 
 use std::sync::atomic::Ordering;
