@@ -40,9 +40,10 @@ impl Scrape {
         }
     }
 
-    /// The next piece of the text, `size` bytes or a line or a family header more; `None` once
-    /// everything was handed out. A family with no samples is left out; a chunk never ends
-    /// between a family's header and its first sample, so that header can still be taken back.
+    /// The next piece of the text, `size` bytes or a line or a family header more (the first also
+    /// carries the exporter-wide metrics); `None` once everything was handed out. A family with no
+    /// samples is left out; a chunk never ends between a family's header and its first sample, so
+    /// that header can still be taken back.
     pub fn next_chunk(&mut self, size: usize) -> Option<Vec<u8>> {
         let mut out = std::mem::take(&mut self.head);
         out.reserve(size.saturating_add(4096).min(1 << 20));

@@ -1,8 +1,9 @@
-//! Writing the Prometheus text format by hand: label escaping, numbers, and one family at a time.
+//! Writing the Prometheus text format by hand: label escaping, fixed strings, numbers and lines.
 
 /// Request latencies: 10 ms to 10 s, Prometheus' default buckets without 5 ms (no round trip to a
-/// remote API is that short). Slower than the default 10 s timeout lands in `+Inf`. Each bucket is
-/// a series per org and ~60 bytes per org in every scrape, so there are no more than needed.
+/// remote API is that short). Anything slower than the default 10 s timeout (possible with a
+/// longer `timeout`) lands in `+Inf`: quantiles then read 10 s, which alerts already treat as slow.
+/// Each bucket is a series per org and ~60 bytes per org in every scrape, so there are no more.
 pub const LATENCY_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Escapes a label value as the text format requires (`\`, `"` and newline).
