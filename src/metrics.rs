@@ -19,6 +19,8 @@ use prometheus::{
 };
 
 pub use org::OrgMetrics;
+#[cfg(test)]
+pub(crate) use scrape::test_fleet;
 pub use scrape::Scrape;
 use scrape::ScrapeOrg;
 use text::escape_label_value;

@@ -58,10 +58,7 @@ async fn metrics(State(state): State<ServerState>) -> Response {
     let scrape = state.controller.metrics().scrape();
     (
         [(header::CONTENT_TYPE, TEXT_FORMAT)],
-        Body::from_stream(ScrapeStream {
-            scrape,
-            chunks_since_yield: 0,
-        }),
+        Body::from_stream(ScrapeStream::new(scrape)),
     )
         .into_response()
 }
@@ -70,6 +67,15 @@ async fn metrics(State(state): State<ServerState>) -> Response {
 struct ScrapeStream {
     scrape: Scrape,
     chunks_since_yield: u32,
+}
+
+impl ScrapeStream {
+    fn new(scrape: Scrape) -> Self {
+        ScrapeStream {
+            scrape,
+            chunks_since_yield: 0,
+        }
+    }
 }
 
 impl futures_core::Stream for ScrapeStream {
@@ -224,7 +230,7 @@ mod tests {
     use futures_core::Stream;
 
     use super::*;
-    use crate::metrics::{Metrics, OrgInfoLabels};
+    use crate::metrics::test_fleet::{fleet, orgs_part};
 
     struct CountingWaker(AtomicUsize);
 
@@ -236,29 +242,14 @@ mod tests {
 
     #[test]
     fn a_long_scrape_lets_the_worker_go_every_few_chunks_and_loses_nothing() {
-        let metrics = Metrics::new();
-        for i in 0..1000 {
-            metrics.add_org(
-                OrgInfoLabels {
-                    org: format!("org{i:05}"),
-                    client_id: format!("ID{i}"),
-                    host: "https://openbadgefactory.com".to_string(),
-                    api: "v2".to_string(),
-                    custom: Default::default(),
-                },
-                std::time::Duration::from_secs(60),
-            );
-        }
+        let metrics = fleet(1000);
         let whole = metrics.scrape().into_bytes();
         // Enough text for several yields.
         assert!(whole.len() > 6 * METRICS_CHUNK, "{} bytes", whole.len());
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut stream = ScrapeStream {
-            scrape: metrics.scrape(),
-            chunks_since_yield: 0,
-        };
+        let mut stream = ScrapeStream::new(metrics.scrape());
         let (mut body, mut polls, mut pending) = (Vec::new(), 0, 0);
         loop {
             polls += 1;
@@ -269,10 +260,6 @@ mod tests {
             }
         }
         // The process metrics at the top change between the two scrapes; the rest may not.
-        let orgs_part = |text: &[u8]| {
-            let text = String::from_utf8(text.to_vec()).unwrap();
-            text[text.find("# HELP obf_org_info").unwrap()..].to_string()
-        };
         assert!(
             orgs_part(&body) == orgs_part(&whole),
             "the streamed body differs"

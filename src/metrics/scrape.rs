@@ -317,14 +317,16 @@ const FAMILIES: [OrgFamily; 17] = [
     },
 ];
 
+/// A fleet of probed orgs, and the part of a scrape that does not change between two scrapes.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_fleet {
     use std::time::Duration;
 
     use super::super::{Metrics, OrgInfoLabels};
     use crate::reason::Reason;
 
-    fn fleet(orgs: usize) -> Metrics {
+    /// `orgs` orgs with one successful ping each; the last one also failed once.
+    pub(crate) fn fleet(orgs: usize) -> Metrics {
         let metrics = Metrics::new();
         for i in 0..orgs {
             let org = metrics.add_org(
@@ -345,6 +347,21 @@ mod tests {
         metrics
     }
 
+    /// The text from the first per-org family on (the process metrics before it move on).
+    pub(crate) fn orgs_part(text: &[u8]) -> &[u8] {
+        let start = text
+            .windows(19)
+            .position(|w| w == b"# HELP obf_org_info")
+            .expect("the per-org families are there");
+        &text[start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Metrics;
+    use super::test_fleet::{fleet, orgs_part};
+
     #[test]
     fn chunks_join_to_the_whole_text_and_are_cut_only_after_a_sample() {
         let metrics = fleet(50);
@@ -361,9 +378,8 @@ mod tests {
             assert!(!chunk.trim_end().lines().last().unwrap().starts_with('#'));
         }
         // The per-org part is the same in both (the process metrics before it move on).
-        let orgs_part = |text: &str| text[text.find("# HELP obf_org_info").unwrap()..].to_string();
         assert!(
-            orgs_part(&chunks.concat()) == orgs_part(&whole),
+            orgs_part(chunks.concat().as_bytes()) == orgs_part(whole.as_bytes()),
             "the chunks differ"
         );
     }
