@@ -7,6 +7,9 @@
 //! - `POST /sim/clients` `{"client_id","client_secret"}` → 201 (an existing client gets the new secret)
 //! - `GET /sim/clients/{id}/stats` → `ClientStats`
 //! - `POST /sim/clients/{id}/revoke`, `POST /sim/clients/{id}/restore` → 204
+//! - `POST /sim/clients/{id}/secrets` `{"secret"}` → 204: the client accepts this secret too
+//! - `POST /sim/clients/{id}/secrets/remove` `{"secret"}` → 204, or 404 `unknown secret` if the
+//!   client does not accept it now (secrets travel in bodies, never in URLs, and are never logged)
 //! - `GET /sim/clients/{id}/faults`, `PUT` (replace), `DELETE` (clear) → 200 / 204
 //!
 //! An unknown client id answers 404 with a short text body.
@@ -20,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::state::SecretRemoval;
 use super::{Faults, Simulator};
 
 pub(super) fn routes() -> Router<Simulator> {
@@ -30,6 +34,8 @@ pub(super) fn routes() -> Router<Simulator> {
         .route("/sim/clients/{id}/stats", get(client_stats))
         .route("/sim/clients/{id}/revoke", post(revoke))
         .route("/sim/clients/{id}/restore", post(restore))
+        .route("/sim/clients/{id}/secrets", post(add_secret))
+        .route("/sim/clients/{id}/secrets/remove", post(remove_secret))
         .route(
             "/sim/clients/{id}/faults",
             get(get_faults).put(put_faults).delete(delete_faults),
@@ -41,6 +47,13 @@ pub(super) fn routes() -> Router<Simulator> {
 struct NewClient {
     client_id: String,
     client_secret: String,
+}
+
+/// One secret of an existing client.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    secret: String,
 }
 
 /// Settings as the control API sees them; every field optional on `PUT` so scripts change one
@@ -120,6 +133,26 @@ async fn revoke(State(sim): State<Simulator>, Path(id): Path<String>) -> Respons
 
 async fn restore(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
     done(sim.restore(&id))
+}
+
+async fn add_secret(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    Json(body): Json<SecretBody>,
+) -> Response {
+    done(sim.add_secret(&id, &body.secret))
+}
+
+async fn remove_secret(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    Json(body): Json<SecretBody>,
+) -> Response {
+    match sim.state.remove_secret(&id, &body.secret) {
+        SecretRemoval::Removed => StatusCode::NO_CONTENT.into_response(),
+        SecretRemoval::UnknownClient => unknown_client(),
+        SecretRemoval::UnknownSecret => (StatusCode::NOT_FOUND, "unknown secret\n").into_response(),
+    }
 }
 
 async fn get_faults(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {

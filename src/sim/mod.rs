@@ -15,13 +15,21 @@
 //! Control endpoints (see `control.rs`), all under `/sim/` so they never collide with OBF paths:
 //! - `GET /sim/stats`, `GET /sim/settings`, `PUT /sim/settings`, `POST /sim/clients`
 //! - `GET /sim/clients/{id}/stats`, `POST /sim/clients/{id}/revoke`, `POST /sim/clients/{id}/restore`
+//! - `POST /sim/clients/{id}/secrets`, `POST /sim/clients/{id}/secrets/remove` (secret in the body)
 //! - `GET|PUT|DELETE /sim/clients/{id}/faults`
+//!
+//! A client may have several valid secrets at once (as OBF's Admin tools > API allows while a
+//! secret is rotated); every token remembers the secret that obtained it. Revoking the client or
+//! removing a secret forgets the tokens concerned, unless the client's
+//! [`Faults::tokens_survive_revocation`] is on: then they answer until they expire, as
+//! self-contained (JWT-like) tokens would, while the token endpoint refuses new ones.
 //!
 //! The same operations are available in-process on [`Simulator`]. Methods that name a client return
 //! `true` if the client exists and `false` (doing nothing) if it does not.
 
 mod api;
 mod control;
+mod secrets;
 mod state;
 mod tokens;
 mod wire;
@@ -32,6 +40,8 @@ mod test_http;
 mod tests;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_secrets;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -96,6 +106,10 @@ pub struct Faults {
     pub token_lifetime_secs: Option<u64>,
     /// Subscription end (unix seconds) reported by client info; default is a year after creation.
     pub paid_until: Option<i64>,
+    /// Tokens already issued keep answering pings and client info until they expire when the
+    /// client is revoked or the secret that obtained them is removed (the token endpoint still
+    /// refuses). Counts at the moment of revocation or removal.
+    pub tokens_survive_revocation: bool,
 }
 
 /// Request counters, global or for one client.
@@ -125,6 +139,15 @@ pub struct ClientStats {
     /// When each token was issued, in ms since the simulator started (the most recent 1024).
     pub token_issue_times_ms: Vec<u64>,
     pub revoked: bool,
+    /// How many secrets the token endpoint accepts for this client now.
+    pub secrets: u64,
+    /// Tokens issued with each secret the client has had, in the order the secrets were added
+    /// (index 0 is the one the client was created with); a removed secret keeps its index and
+    /// count. Indexes only, never the secrets.
+    pub tokens_issued_per_secret: Vec<u64>,
+    /// Token requests refused because they sent a secret of this client that has been removed
+    /// (also counted in `rejected`): a rotation the requester has not followed.
+    pub removed_secret_rejections: u64,
 }
 
 /// A running (or ready to run) simulator. Cheap to clone; all clones share one state.
@@ -147,9 +170,25 @@ impl Simulator {
         }
     }
 
-    /// Registers a client, or replaces the secret of an existing one (keeping its stats and faults).
+    /// Registers a client, or makes `client_secret` the only secret of an existing one (keeping
+    /// its stats and faults, and leaving tokens issued with its other secrets valid, as before
+    /// several secrets existed; use [`Simulator::remove_secret`] to model a revoked secret).
     pub fn add_client(&self, client_id: &str, client_secret: &str) {
         self.state.add_client(client_id, client_secret);
+    }
+
+    /// Makes the token endpoint accept `secret` for the client as well as its current secrets
+    /// (generating a new secret in OBF's Admin tools > API). Adding a secret it already accepts
+    /// changes nothing.
+    pub fn add_secret(&self, client_id: &str, secret: &str) -> bool {
+        self.state.add_secret(client_id, secret)
+    }
+
+    /// Stops accepting `secret` (deleting it in OBF) and drops the tokens it obtained unless
+    /// [`Faults::tokens_survive_revocation`] is on. `false` if the client is unknown or does not
+    /// accept this secret now. Removing the last secret leaves a client no credentials work for.
+    pub fn remove_secret(&self, client_id: &str, secret: &str) -> bool {
+        self.state.remove_secret(client_id, secret) == state::SecretRemoval::Removed
     }
 
     /// A simulator with `n` clients `sim00000`, `sim00001`, … whose secrets are `secret00000`, ….
@@ -187,7 +226,8 @@ impl Simulator {
         Ok((bound, handle))
     }
 
-    /// Refuses the client's credentials and drops all its tokens (they stay invalid after restore).
+    /// Refuses the client's credentials and drops all its tokens (they stay invalid after restore),
+    /// unless [`Faults::tokens_survive_revocation`] is on: then they answer until they expire.
     pub fn revoke(&self, client_id: &str) -> bool {
         self.state.set_revoked(client_id, true)
     }
@@ -230,8 +270,9 @@ impl Simulator {
     }
 
     /// The client's tokens the simulator still holds, oldest first: at most the 64 most recent,
-    /// without expired ones (pruned when the next is issued) or revoked ones. Empty for an unknown
-    /// client. For tests that check no token leaks into logs or metrics.
+    /// without expired ones (pruned when the next is issued) or revoked ones (those surviving
+    /// revocation are held). Empty for an unknown client. For tests that check no token leaks
+    /// into logs or metrics.
     pub fn issued_tokens(&self, client_id: &str) -> Vec<String> {
         self.state.issued_tokens(client_id)
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::secrets::{Match, Secrets};
 use super::tokens::TokenStore;
 use super::wire::unix_now;
 use super::{ClientStats, Faults, SimOptions, Stats};
@@ -35,7 +36,7 @@ struct Inner {
 }
 
 struct Client {
-    secret: String,
+    secrets: Secrets,
     revoked: bool,
     faults: Faults,
     /// Start of the current token spacing; only issued tokens set it.
@@ -43,8 +44,27 @@ struct Client {
     /// This client's tokens in issue order, so the store can prune them without scanning all.
     live_tokens: VecDeque<String>,
     stats: Stats,
+    /// Token requests that sent a secret this client had but that was removed.
+    removed_secret_rejections: u64,
     issue_times_ms: VecDeque<u64>,
     default_paid_until: i64,
+}
+
+impl Client {
+    /// Whether tokens still answer once the credentials that obtained them are gone (revoked
+    /// client or removed secret), as self-contained tokens would.
+    fn tokens_survive(&self) -> bool {
+        self.faults.tokens_survive_revocation
+    }
+}
+
+/// What removing a secret found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SecretRemoval {
+    Removed,
+    UnknownClient,
+    /// The client exists but does not accept this secret now.
+    UnknownSecret,
 }
 
 /// What a request needs to know before it is answered: the target client's faults (default for an
@@ -65,7 +85,7 @@ pub(super) enum Resource {
 /// The token endpoint's decision once the credentials have been read.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum TokenOutcome {
-    /// Unknown client, wrong secret or revoked.
+    /// Unknown client, wrong or removed secret, or revoked.
     Rejected,
     RateLimited {
         retry_after: Duration,
@@ -97,18 +117,22 @@ impl State {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A new client, or an existing one whose only secret becomes `client_secret`. Tokens issued
+    /// with its other secrets are left alone (the simulator's behaviour before several secrets
+    /// existed); `remove_secret` is the way to kill them.
     pub fn add_client(&self, client_id: &str, client_secret: &str) {
         let mut inner = self.lock();
         match inner.clients.get_mut(client_id) {
-            Some(client) => client.secret = client_secret.to_owned(),
+            Some(client) => client.secrets.replace_all(client_secret),
             None => {
                 let client = Client {
-                    secret: client_secret.to_owned(),
+                    secrets: Secrets::new(client_secret),
                     revoked: false,
                     faults: Faults::default(),
                     last_issued: None,
                     live_tokens: VecDeque::new(),
                     stats: Stats::default(),
+                    removed_secret_rejections: 0,
                     issue_times_ms: VecDeque::new(),
                     default_paid_until: unix_now().saturating_add(DEFAULT_SUBSCRIPTION_SECS),
                 };
@@ -117,7 +141,8 @@ impl State {
         }
     }
 
-    /// Revoking also forgets the client's tokens, as a real key rotation would.
+    /// Revoking also forgets the client's tokens, as a real key rotation would, unless they
+    /// survive revocation (then they answer until they expire).
     pub fn set_revoked(&self, client_id: &str, revoked: bool) -> bool {
         let mut inner = self.lock();
         let Inner {
@@ -127,10 +152,39 @@ impl State {
             return false;
         };
         client.revoked = revoked;
-        if revoked {
+        if revoked && !client.tokens_survive() {
             tokens.forget(&mut client.live_tokens);
         }
         true
+    }
+
+    /// Accepts one more secret for the client; false for an unknown client.
+    pub fn add_secret(&self, client_id: &str, secret: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(client) = inner.clients.get_mut(client_id) else {
+            return false;
+        };
+        client.secrets.add(secret);
+        true
+    }
+
+    /// Stops accepting one secret and forgets the tokens it issued, unless tokens survive
+    /// revocation.
+    pub fn remove_secret(&self, client_id: &str, secret: &str) -> SecretRemoval {
+        let mut inner = self.lock();
+        let Inner {
+            clients, tokens, ..
+        } = &mut *inner;
+        let Some(client) = clients.get_mut(client_id) else {
+            return SecretRemoval::UnknownClient;
+        };
+        let Some(slot) = client.secrets.remove(secret) else {
+            return SecretRemoval::UnknownSecret;
+        };
+        if !client.tokens_survive() {
+            tokens.forget_issued_with(&mut client.live_tokens, slot);
+        }
+        SecretRemoval::Removed
     }
 
     pub fn update_faults(&self, client_id: &str, f: impl FnOnce(&mut Faults)) -> bool {
@@ -171,6 +225,9 @@ impl State {
             client_info_requests: s.client_info_requests,
             token_issue_times_ms: client.issue_times_ms.iter().copied().collect(),
             revoked: client.revoked,
+            secrets: client.secrets.valid_count(),
+            tokens_issued_per_secret: client.secrets.issued_per_slot(),
+            removed_secret_rejections: client.removed_secret_rejections,
         })
     }
 
@@ -222,7 +279,15 @@ impl State {
         let Some(client) = clients.get_mut(client_id) else {
             return TokenOutcome::Rejected;
         };
-        if client.revoked || client.secret != secret {
+        let slot = match client.secrets.find(secret) {
+            Match::Valid(slot) => slot,
+            Match::Removed => {
+                client.removed_secret_rejections += 1;
+                return TokenOutcome::Rejected;
+            }
+            Match::Unknown => return TokenOutcome::Rejected,
+        };
+        if client.revoked {
             return TokenOutcome::Rejected;
         }
         if let Some(last) = client.last_issued {
@@ -257,7 +322,8 @@ impl State {
             .checked_add(lifetime)
             .or_else(|| now.checked_add(FAR_FUTURE))
             .unwrap_or(now);
-        let token = tokens.issue(client_id, &mut client.live_tokens, now, expires_at);
+        let token = tokens.issue(client_id, slot, &mut client.live_tokens, now, expires_at);
+        client.secrets.count_issued(slot);
         client.last_issued = Some(now);
         if client.issue_times_ms.len() >= MAX_ISSUE_TIMES {
             client.issue_times_ms.pop_front();
@@ -292,13 +358,14 @@ impl State {
         plan(&inner.options, faults)
     }
 
-    /// True if `token` is live, was issued to `client_id`, and the client is not revoked.
-    /// An expired token found here is dropped on the spot.
+    /// True if `token` is live and was issued to `client_id`. An expired token found here is
+    /// dropped on the spot. Revocation and secret removal act by forgetting tokens when they
+    /// happen, so `tokens_survive_revocation` counts at that moment: tokens it spared keep
+    /// answering until they expire even if the mode is turned off later (unless a later
+    /// revocation or removal with the mode off forgets them).
     pub fn authorized(&self, client_id: &str, token: &str) -> bool {
         let now = Instant::now();
-        let mut inner = self.lock();
-        inner.tokens.check(token, client_id, now)
-            && inner.clients.get(client_id).is_some_and(|c| !c.revoked)
+        self.lock().tokens.check(token, client_id, now)
     }
 
     /// The subscription end reported by client info.

@@ -20,6 +20,9 @@ pub(super) struct TokenStore {
 
 struct TokenEntry {
     client_id: String,
+    /// The client's secret slot (see `secrets.rs`) that obtained this token, so removing that
+    /// secret can kill exactly the tokens it issued.
+    secret_slot: usize,
     expires_at: Instant,
 }
 
@@ -31,11 +34,13 @@ impl TokenStore {
         }
     }
 
-    /// Mints a token for `client_id`. `live` is that client's tokens in issue order (kept by the
-    /// caller so pruning never scans other clients' tokens); expired and surplus ones go first.
+    /// Mints a token for `client_id`, obtained with the secret in `secret_slot`. `live` is that
+    /// client's tokens in issue order (kept by the caller so pruning never scans other clients'
+    /// tokens); expired and surplus ones go first.
     pub fn issue(
         &mut self,
         client_id: &str,
+        secret_slot: usize,
         live: &mut VecDeque<String>,
         now: Instant,
         expires_at: Instant,
@@ -56,6 +61,7 @@ impl TokenStore {
         let token = self.rng.token();
         let entry = TokenEntry {
             client_id: client_id.to_owned(),
+            secret_slot,
             expires_at,
         };
         self.tokens.insert(token.clone(), entry);
@@ -81,6 +87,18 @@ impl TokenStore {
         for token in live.drain(..) {
             self.tokens.remove(&token);
         }
+    }
+
+    /// Forgets the tokens of one client (`live`) that were obtained with the secret in `slot`.
+    pub fn forget_issued_with(&mut self, live: &mut VecDeque<String>, slot: usize) {
+        live.retain(|t| match self.tokens.get(t) {
+            Some(entry) if entry.secret_slot == slot => {
+                self.tokens.remove(t);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
     }
 
     #[cfg(test)]
@@ -137,7 +155,7 @@ mod tests {
         let mut store = TokenStore::new();
         let mut live = VecDeque::new();
         let now = Instant::now();
-        let token = store.issue("org", &mut live, now, now + Duration::from_secs(60));
+        let token = store.issue("org", 0, &mut live, now, now + Duration::from_secs(60));
         assert!(store.check(&token, "org", now + Duration::from_secs(59)));
         assert!(!store.check(&token, "other", now));
         assert!(!store.check(&token, "org", now + Duration::from_secs(60)));
@@ -150,9 +168,9 @@ mod tests {
         let mut live = VecDeque::new();
         let now = Instant::now();
         let later = now + Duration::from_secs(3600);
-        let first = store.issue("org", &mut live, now, later);
+        let first = store.issue("org", 0, &mut live, now, later);
         for _ in 0..MAX_LIVE_TOKENS + 10 {
-            store.issue("org", &mut live, now, later);
+            store.issue("org", 0, &mut live, now, later);
         }
         assert_eq!(
             (store.len(), live.len()),
@@ -167,11 +185,27 @@ mod tests {
         let mut live = VecDeque::new();
         let mut now = Instant::now();
         for _ in 0..10 {
-            store.issue("org", &mut live, now, now + Duration::from_secs(5));
+            store.issue("org", 0, &mut live, now, now + Duration::from_secs(5));
             now += Duration::from_secs(6);
         }
         assert_eq!((store.len(), live.len()), (1, 1));
         store.forget(&mut live);
+        assert_eq!((store.len(), live.len()), (0, 0));
+    }
+
+    #[test]
+    fn forgetting_one_secrets_tokens_keeps_the_others() {
+        let mut store = TokenStore::new();
+        let mut live = VecDeque::new();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let old = store.issue("org", 0, &mut live, now, later);
+        let new = store.issue("org", 1, &mut live, now, later);
+        store.forget_issued_with(&mut live, 0);
+        assert!(!store.check(&old, "org", now));
+        assert!(store.check(&new, "org", now));
+        assert_eq!(live, VecDeque::from([new]));
+        store.forget_issued_with(&mut live, 1);
         assert_eq!((store.len(), live.len()), (0, 0));
     }
 }
