@@ -61,7 +61,10 @@ mod tests {
     fn huge_waits_saturate_at_far() {
         let now = Instant::now();
         assert_eq!(after(now, Duration::MAX), now + FAR);
-        assert_eq!(after(now, Duration::from_secs(5)), now + Duration::from_secs(5));
+        assert_eq!(
+            after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
         let wall = SystemTime::now();
         assert_eq!(wall_after(wall, Duration::MAX), wall + FAR);
     }
@@ -75,7 +78,10 @@ mod tests {
             Duration::from_secs(20)
         );
         assert_eq!(fraction(Duration::MAX, u64::MAX, u64::MAX), Duration::MAX);
-        assert_eq!(fraction(Duration::from_secs(1), 1, 0), Duration::from_secs(1));
+        assert_eq!(
+            fraction(Duration::from_secs(1), 1, 0),
+            Duration::from_secs(1)
+        );
     }
 
     proptest! {

@@ -57,12 +57,14 @@ pub async fn run(
 /// Loads the first config (off the async workers, with a time limit), logging every problem and
 /// warning.
 pub async fn first_config(source: &ConfigSource, shard: Option<Shard>) -> anyhow::Result<Config> {
-    let config = controller::load_off_worker(source, shard).await.map_err(|error| {
-        for problem in &error.problems {
-            tracing::error!("{problem}");
-        }
-        anyhow::anyhow!("invalid configuration: {} problem(s)", error.problems.len())
-    })?;
+    let config = controller::load_off_worker(source, shard)
+        .await
+        .map_err(|error| {
+            for problem in &error.problems {
+                tracing::error!("{problem}");
+            }
+            anyhow::anyhow!("invalid configuration: {} problem(s)", error.problems.len())
+        })?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

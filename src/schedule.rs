@@ -56,16 +56,16 @@ pub fn spread_plans(now: Instant, orgs: &[(Schedule, Duration)]) -> Vec<Plan> {
         .map(|(schedule, jitter)| {
             let (mut first_run, mut phase) = (now, now);
             if let Schedule::Interval(interval) = schedule {
-                first_run = clock::after(now, clock::times(START_STEP, (started / START_GROUP) as u64));
+                first_run = clock::after(
+                    now,
+                    clock::times(START_STEP, (started / START_GROUP) as u64),
+                );
                 started += 1;
                 let seen = seen_per_interval.entry(*interval).or_default();
                 let groups = per_interval[interval].div_ceil(START_GROUP);
                 let group = *seen / START_GROUP;
                 *seen += 1;
-                phase = clock::after(
-                    now,
-                    clock::fraction(*interval, group as u64, groups as u64),
-                );
+                phase = clock::after(now, clock::fraction(*interval, group as u64, groups as u64));
             }
             Plan {
                 schedule: schedule.clone(),
@@ -473,6 +473,27 @@ mod tests {
         assert_eq!(of(START_GROUP), vec![10, 15_000, 25_000]);
         assert_eq!(histogram.get_sample_count(), 40 + 20 + 20 + 20 + 20);
         assert!(histogram.get_sample_sum() < 0.001);
+    }
+
+    proptest::proptest! {
+        /// No interval, phase or elapsed time makes the plan arithmetic panic.
+        #[test]
+        fn plan_arithmetic_never_panics(
+            interval_secs in proptest::prelude::any::<u64>(),
+            nanos in 0u32..1_000_000_000,
+            offset_secs in 0u64..(1 << 40),
+            count in 1usize..200,
+        ) {
+            let interval = Duration::new(interval_secs, nanos).max(Duration::from_nanos(1));
+            let now = Instant::now();
+            let plans = spread_plans(now, &vec![(Schedule::Interval(interval), interval); count]);
+            let later = clock::after(now, Duration::from_secs(offset_secs));
+            for plan in &plans {
+                let (first, _) = plan.next_interval(interval, None, later);
+                let (next, _) = plan.next_interval(interval, Some(first), later);
+                proptest::prop_assert!(next >= first);
+            }
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::{clock, random};
 use crate::reason::Reason;
+use crate::{clock, random};
 
 /// Backoff never grows past this.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);

@@ -26,9 +26,9 @@ mod tests;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 
+pub use file::FileError;
 pub use org::{ApiVersion, AuthMode, CaFile, OrgConfig, OrgName, SecretSource};
 pub use schedule::{CronSchedule, Schedule};
-pub use file::FileError;
 pub use secrecy::SecretString;
 pub use web::{TlsServerConfig, WebConfig};
 

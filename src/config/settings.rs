@@ -225,12 +225,9 @@ impl Layer {
                 p,
                 |v| bounded(v, ANY_UP_TO_MAX),
             ),
-            token_min_interval: t.slot(
-                "token_min_interval",
-                &raw.token_min_interval,
-                p,
-                |v| bounded(v, TOKEN_MIN_INTERVAL_BOUNDS),
-            ),
+            token_min_interval: t.slot("token_min_interval", &raw.token_min_interval, p, |v| {
+                bounded(v, TOKEN_MIN_INTERVAL_BOUNDS)
+            }),
             token_max_age: t.slot("token_max_age", &raw.token_max_age, p, |v| {
                 bounded(v, TOKEN_MAX_AGE_BOUNDS)
             }),
@@ -510,7 +507,10 @@ mod tests {
             "must be at least 100ms, got \"99ms\""
         );
         assert_eq!(bounded("1s", INTERVAL_BOUNDS), Ok(Duration::from_secs(1)));
-        assert_eq!(bounded("100ms", TIMEOUT_BOUNDS), Ok(Duration::from_millis(100)));
+        assert_eq!(
+            bounded("100ms", TIMEOUT_BOUNDS),
+            Ok(Duration::from_millis(100))
+        );
         // "0s" turns the subscription check off, but 1 ms is a mistake.
         assert_eq!(bounded("0s", SUBSCRIPTION_BOUNDS), Ok(Duration::ZERO));
         assert!(bounded("1ms", SUBSCRIPTION_BOUNDS).is_err());

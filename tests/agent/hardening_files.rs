@@ -102,7 +102,10 @@ fn check_refuses_a_fifo_dev_zero_or_an_oversize_secret_file() {
     let dir = TempDir::new("hard-secret");
     for (path, kind) in bad_files(&dir, 4096) {
         let config = dir.write("config.toml", &org_with_secret_file(&path, ""));
-        assert_check_refuses(&config, &["org[0] (\"acme\").client_secret_file: secret file", kind]);
+        assert_check_refuses(
+            &config,
+            &["org[0] (\"acme\").client_secret_file: secret file", kind],
+        );
     }
 }
 
@@ -191,8 +194,9 @@ fn run_with_a_fifo_secret_exits_1_with_one_line_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.lines().any(|l| l.contains("client_secret_file")
-            && l.contains("is a FIFO, not a regular file")),
+        stderr.lines().any(
+            |l| l.contains("client_secret_file") && l.contains("is a FIFO, not a regular file")
+        ),
         "{stderr}"
     );
 }
