@@ -3,7 +3,6 @@
 //! stops gracefully.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -14,11 +13,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{Config, OrgConfig, Schedule};
+use crate::config::{CaFile, Config, OrgConfig, Schedule};
 use crate::metrics::{Metrics, OrgInfoLabels};
 use crate::obf_client::{BuildError, ObfClient};
 use crate::probe::Org;
 use crate::schedule::{run_schedule, spread_plans, Plan};
+use crate::supervisor::{supervise, Recovering, Supervision};
 use crate::token::{TokenCache, TokenPolicy};
 
 /// Probes in flight at once, across all orgs. Interval fleets are spread over their interval, but a
@@ -62,7 +62,7 @@ fn policy_of(org: &OrgConfig) -> TokenPolicy {
 /// backoff of the requests already sent (caches of removed orgs are kept for that reason too).
 #[derive(Default)]
 struct Shared {
-    clients: HashMap<Option<PathBuf>, ObfClient>,
+    clients: HashMap<Option<CaFile>, ObfClient>,
     caches: HashMap<ClientKey, (Arc<TokenCache>, u64)>,
 }
 
@@ -72,7 +72,7 @@ impl Shared {
             return Ok(client.clone());
         }
         // The connect timeout is client-wide; each request's own total timeout still applies.
-        let client = ObfClient::new(org.ca_file.as_deref(), Duration::from_secs(30))?;
+        let client = ObfClient::new(org.ca_file.as_ref(), Duration::from_secs(30))?;
         self.clients.insert(org.ca_file.clone(), client.clone());
         Ok(client)
     }
@@ -153,6 +153,19 @@ pub fn planned_interval(schedule: &Schedule) -> Duration {
     }
 }
 
+/// The plan of a restarted org: its first run at once (it has missed runs already), then its
+/// schedule from there.
+fn restart_plan(org: &Org) -> Plan {
+    let config = &org.config;
+    let now = Instant::now();
+    Plan {
+        schedule: config.schedule.clone(),
+        jitter: config.jitter,
+        first_run: now,
+        phase: now,
+    }
+}
+
 struct Running {
     org: Arc<Org>,
     stop: watch::Sender<bool>,
@@ -178,6 +191,7 @@ pub struct Agent {
     running: BTreeMap<String, Running>,
     published: OrgList,
     slots: Arc<Semaphore>,
+    recovering: Recovering,
 }
 
 impl Agent {
@@ -188,7 +202,13 @@ impl Agent {
             running: BTreeMap::new(),
             published: OrgList::default(),
             slots: Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT)),
+            recovering: Recovering::default(),
         }
+    }
+
+    /// The orgs whose schedule task was restarted and has not completed a run since.
+    pub fn recovering(&self) -> Recovering {
+        self.recovering.clone()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -245,6 +265,7 @@ impl Agent {
         for name in stopping {
             if !wanted.contains_key(name.as_str()) {
                 self.metrics.remove_org(&name);
+                self.recovering.forget(&name);
                 changes.removed.push(name);
             }
         }
@@ -263,23 +284,43 @@ impl Agent {
         Ok(changes)
     }
 
-    /// Starts `org` on `plan`. Unchanged orgs are never respawned, so they keep their phase.
+    /// Starts `org` on `plan`, under supervision: should its task panic, it is restarted on a
+    /// fresh plan (first run at once). Unchanged orgs are never respawned, so they keep their phase.
     fn spawn(&self, org: Arc<Org>, plan: Plan) -> Running {
         let (stop, shutdown) = watch::channel(false);
+        let supervision = Supervision {
+            name: org.name().to_string(),
+            shutdown: shutdown.clone(),
+            restarts: self.metrics.task_restarts.clone(),
+            recovering: self.recovering.clone(),
+        };
         let lateness = self.metrics.schedule_lateness.clone();
-        let (task_org, slots) = (org.clone(), self.slots.clone());
-        let task = tokio::spawn(async move {
-            let name = task_org.name().to_string();
-            run_schedule(plan, &name, lateness, shutdown, slots, || {
-                let org = task_org.clone();
-                async move {
-                    // Boxed: the probe's state (HTTP futures, several KB) then exists only while it
-                    // runs, instead of being part of every idle org's task.
-                    Box::pin(org.probe()).await;
-                }
-            })
-            .await;
-        });
+        let (task_org, slots, recovering) =
+            (org.clone(), self.slots.clone(), self.recovering.clone());
+        let mut first_plan = Some(plan);
+        let task = tokio::spawn(supervise(supervision, move |_restarted| {
+            let plan = first_plan.take().unwrap_or_else(|| restart_plan(&task_org));
+            let (org, lateness, shutdown, slots, recovering) = (
+                task_org.clone(),
+                lateness.clone(),
+                shutdown.clone(),
+                slots.clone(),
+                recovering.clone(),
+            );
+            async move {
+                let name = org.name().to_string();
+                run_schedule(plan, &name, lateness, shutdown, slots, || {
+                    let (org, recovering) = (org.clone(), recovering.clone());
+                    async move {
+                        // Boxed: the probe's state (HTTP futures, several KB) then exists only
+                        // while it runs, instead of being part of every idle org's task.
+                        Box::pin(org.probe()).await;
+                        recovering.completed_run(org.name());
+                    }
+                })
+                .await;
+            }
+        }));
         Running { org, stop, task }
     }
 

@@ -18,6 +18,9 @@ use crate::shard::Shard;
 use crate::sim::{SimOptions, Simulator};
 
 /// `check`: prints every problem, one line each. Returns whether the config is valid.
+///
+/// Synchronous (there is no runtime): it cannot hang anyway, since every file is opened
+/// without blocking, must be a regular file and is read up to a cap (`config::file`).
 pub fn check(path: &Path) -> bool {
     match config::load(path) {
         Ok(config) => {
@@ -43,7 +46,7 @@ pub async fn run(
     listen: Option<SocketAddr>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let config = first_config(&source, shard)?;
+    let config = first_config(&source, shard).await?;
     let listen = listen.or(config.listen).unwrap_or(DEFAULT_LISTEN);
     let listener = TcpListener::bind(listen)
         .await
@@ -51,14 +54,17 @@ pub async fn run(
     serve_source(config, source, shard, listener, shutdown).await
 }
 
-/// Loads the first config, logging every problem and warning.
-pub fn first_config(source: &ConfigSource, shard: Option<Shard>) -> anyhow::Result<Config> {
-    let config = controller::load(source, shard).map_err(|error| {
-        for problem in &error.problems {
-            tracing::error!("{problem}");
-        }
-        anyhow::anyhow!("invalid configuration: {} problem(s)", error.problems.len())
-    })?;
+/// Loads the first config (off the async workers, with a time limit), logging every problem and
+/// warning.
+pub async fn first_config(source: &ConfigSource, shard: Option<Shard>) -> anyhow::Result<Config> {
+    let config = controller::load_off_worker(source, shard)
+        .await
+        .map_err(|error| {
+            for problem in &error.problems {
+                tracing::error!("{problem}");
+            }
+            anyhow::anyhow!("invalid configuration: {} problem(s)", error.problems.len())
+        })?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -208,7 +214,7 @@ pub async fn probe(
     shard: Option<Shard>,
 ) -> anyhow::Result<bool> {
     let source = ConfigSource::File(path.to_path_buf());
-    let mut config = first_config(&source, shard)?;
+    let mut config = first_config(&source, shard).await?;
     if let Some(name) = org {
         config.orgs.retain(|o| o.name.as_str() == name);
         if config.orgs.is_empty() {
@@ -263,7 +269,10 @@ fn probe_line(report: &crate::probe::ProbeReport) -> String {
     let ms = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.1}", s * 1000.0));
     let time = |t: Option<f64>| {
         t.map_or("-".to_string(), |t| {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(t.max(0.0));
+            // `t` may be a server's paid_until: bounded to what RFC 3339 can print (year 9999).
+            let secs = std::time::Duration::try_from_secs_f64(t.clamp(0.0, 253_402_300_799.0))
+                .unwrap_or_default();
+            let at = crate::clock::wall_after(std::time::UNIX_EPOCH, secs);
             humantime::format_rfc3339_seconds(at).to_string()
         })
     };

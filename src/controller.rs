@@ -1,8 +1,13 @@
 //! Owns the running configuration: the first load, reloads (SIGHUP, `POST /-/reload`) and the
 //! shard filter. A reload validates the whole new file first; an invalid one changes nothing.
+//!
+//! Every file a load reads (config, secrets, CA, TLS) is read on a blocking thread under
+//! [`LOAD_TIMEOUT`], never on an async worker: a stalled file system cannot freeze the server or
+//! the probes. The rest of a reload (applying the parsed config) does no file I/O.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 
@@ -11,9 +16,11 @@ use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::probe::Org;
 use crate::shard::Shard;
+use crate::supervisor::Recovering;
 use crate::web::{BasicAuth, TlsFiles, TlsHandle};
 
 /// Where the configuration comes from.
+#[derive(Clone)]
 pub enum ConfigSource {
     /// A file, re-read (with its secrets) on every reload.
     File(PathBuf),
@@ -34,6 +41,7 @@ pub struct Controller {
     metrics: Arc<Metrics>,
     agent: Mutex<Option<Agent>>,
     orgs: OrgList,
+    recovering: Recovering,
     web: WebGuards,
 }
 
@@ -47,15 +55,20 @@ pub struct WebGuards {
 }
 
 impl WebGuards {
-    /// Builds the guards for `config`'s `[exporter.web]`, reading the TLS files.
+    /// Builds the guards for `config`'s `[exporter.web]` from the TLS config built when it was
+    /// loaded (no file is read here).
     pub fn from_config(config: &Config) -> Result<Self, ReloadError> {
         let web = config.web.as_ref();
         let users = web.map(|w| w.basic_auth_users.clone()).unwrap_or_default();
-        let tls = match tls_files(config) {
-            Some(files) => Some(TlsHandle::load(files).map_err(|e| ReloadError {
-                problems: vec![format!("exporter.web: {e}")],
-            })?),
-            None => None,
+        let tls = match (tls_files(config), web.and_then(|w| w.tls.clone())) {
+            (Some(files), Some(server)) => Some(TlsHandle::with_config(files, server.0)),
+            (None, _) => None,
+            // `config::load` builds the TLS config whenever both files are set.
+            (Some(_), None) => {
+                return Err(ReloadError {
+                    problems: vec!["exporter.web: TLS files set but not loaded".to_string()],
+                })
+            }
         };
         Ok(WebGuards {
             auth: BasicAuth::new(&users),
@@ -63,14 +76,18 @@ impl WebGuards {
         })
     }
 
-    /// Applies a reloaded `[exporter.web]`: re-reads the TLS files, swaps the users.
+    /// Applies a reloaded `[exporter.web]`: installs the TLS config read with it, swaps the users.
     fn apply(&self, config: &Config) -> Result<(), ReloadError> {
         let wanted = tls_files(config);
         match (&self.tls, &wanted) {
             (Some(tls), Some(files)) if tls.files() == files => {
-                tls.reload().map_err(|e| ReloadError {
-                    problems: vec![format!("exporter.web: {e}")],
-                })?;
+                let server = config.web.as_ref().and_then(|w| w.tls.clone());
+                let Some(server) = server else {
+                    return Err(ReloadError {
+                        problems: vec!["exporter.web: TLS files set but not loaded".to_string()],
+                    });
+                };
+                tls.install(server.0);
             }
             (None, None) => {}
             _ => tracing::warn!(
@@ -96,7 +113,43 @@ fn tls_files(config: &Config) -> Option<TlsFiles> {
     })
 }
 
-/// Loads the config from `source` and keeps only the orgs of `shard`.
+/// How long loading a config (reading the file, its secrets, CA and TLS files) may take. The
+/// files are small and local, so this only ever fires on a stalled file system (a hung NFS or
+/// FUSE mount), where waiting longer would not help.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`load`] on a blocking thread, given at most [`LOAD_TIMEOUT`]. On timeout the thread is left to
+/// finish on its own (a blocked read cannot be cancelled); its result is dropped.
+pub async fn load_off_worker(
+    source: &ConfigSource,
+    shard: Option<Shard>,
+) -> Result<Config, ReloadError> {
+    let source = source.clone();
+    blocking_with_timeout(LOAD_TIMEOUT, move || load(&source, shard)).await
+}
+
+/// Runs `read` on a blocking thread and waits at most `limit` for it.
+async fn blocking_with_timeout<F>(limit: Duration, read: F) -> Result<Config, ReloadError>
+where
+    F: FnOnce() -> Result<Config, ReloadError> + Send + 'static,
+{
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(read)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) => Err(ReloadError {
+            problems: vec![format!("reading the configuration failed: {error}")],
+        }),
+        Err(_) => Err(ReloadError {
+            problems: vec![format!(
+                "reading the configuration (config, secret, CA and TLS files) took longer than \
+                 {}; is a file on a stalled mount?",
+                humantime::format_duration(limit)
+            )],
+        }),
+    }
+}
+
+/// Loads the config from `source` and keeps only the orgs of `shard`. Reads files: call it where
+/// blocking is fine (`check`), else through [`load_off_worker`].
 pub fn load(source: &ConfigSource, shard: Option<Shard>) -> Result<Config, ReloadError> {
     let mut config = match source {
         ConfigSource::File(path) => config::load(path).map_err(|e| ReloadError {
@@ -126,12 +179,14 @@ impl Controller {
         })?;
         metrics.record_config_load(true);
         let orgs = agent.org_list();
+        let recovering = agent.recovering();
         Ok(Arc::new(Controller {
             source,
             shard,
             metrics,
             agent: Mutex::new(Some(agent)),
             orgs,
+            recovering,
             web,
         }))
     }
@@ -144,6 +199,11 @@ impl Controller {
     pub fn orgs(&self) -> Vec<Arc<Org>> {
         let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
         orgs.values().cloned().collect()
+    }
+
+    /// Orgs whose schedule task was restarted after a panic and has not completed a run since.
+    pub fn recovering_orgs(&self) -> Vec<String> {
+        self.recovering.names()
     }
 
     pub fn org(&self, name: &str) -> Option<Arc<Org>> {
@@ -159,7 +219,7 @@ impl Controller {
                 problems: vec!["shutting down".to_string()],
             });
         };
-        let result = match load(&self.source, self.shard) {
+        let result = match load_off_worker(&self.source, self.shard).await {
             Ok(config) => {
                 for warning in &config.warnings {
                     tracing::warn!("{warning}");

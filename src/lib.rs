@@ -3,6 +3,7 @@
 //! Data flows one way: config → schedule → probe → (token cache, OBF client) → metrics → server.
 
 pub mod agent;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod controller;
@@ -18,5 +19,6 @@ pub mod server;
 pub mod shard;
 pub mod sim;
 pub mod status;
+pub mod supervisor;
 pub mod token;
 pub mod web;

@@ -2,8 +2,8 @@
 //!
 //! Names, types and labels are the contract's. Per-org series live in [`OrgMetrics`] (plain atomics,
 //! written straight into the text format: cheap at 10,000 orgs); exporter-wide ones (build and shard
-//! info, config loads, schedule lateness, `process_*`) live in a `prometheus` registry. An org's
-//! series are removed with it.
+//! info, config loads, schedule lateness, task restarts, `process_*`) live in a `prometheus`
+//! registry. An org's series are removed with it.
 
 mod org;
 mod scrape;
@@ -15,7 +15,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub use org::OrgMetrics;
@@ -91,6 +92,8 @@ pub struct Metrics {
     pub config_reload_successful: IntGauge,
     pub config_reload_success_time: Gauge,
     pub schedule_lateness: Histogram,
+    /// Org schedule tasks restarted after ending abnormally (see `supervisor`).
+    pub task_restarts: IntCounter,
 }
 
 impl Metrics {
@@ -124,6 +127,11 @@ impl Metrics {
                 .buckets(LATENESS_BUCKETS.to_vec()),
             )
             .expect("valid metric"),
+            task_restarts: IntCounter::new(
+                "obf_exporter_task_restarts_total",
+                "Org schedule tasks restarted after ending abnormally (a panic).",
+            )
+            .expect("valid metric"),
         };
         metrics.register_all();
         metrics
@@ -147,6 +155,7 @@ impl Metrics {
             Box::new(self.config_reload_successful.clone()),
             Box::new(self.config_reload_success_time.clone()),
             Box::new(self.schedule_lateness.clone()),
+            Box::new(self.task_restarts.clone()),
         ];
         for collector in collectors {
             // Names are distinct constants, so registration cannot collide.

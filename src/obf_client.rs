@@ -4,7 +4,6 @@
 //! It knows the wire (paths, auth modes, status codes, body limits) and nothing about caching,
 //! schedules or metrics. Redirects are never followed; bodies are read up to [`MAX_BODY`].
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -12,7 +11,7 @@ use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::config::{ApiVersion, AuthMode};
+use crate::config::{ApiVersion, AuthMode, CaFile};
 use crate::reason::Reason;
 use crate::token::{IssuedToken, TokenFailure};
 
@@ -76,8 +75,9 @@ pub struct ObfClient {
 }
 
 impl ObfClient {
-    /// `ca_file` adds a trust root to the system's. `connect_timeout` bounds TCP + TLS setup.
-    pub fn new(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<Self, BuildError> {
+    /// `ca_file` adds a trust root to the system's (from the bytes read with the config: no file
+    /// is read here). `connect_timeout` bounds TCP + TLS setup.
+    pub fn new(ca_file: Option<&CaFile>, connect_timeout: Duration) -> Result<Self, BuildError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
@@ -86,11 +86,9 @@ impl ObfClient {
             // balancers 60 s); reusing one just as it closes fails the request. Drop ours first.
             .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(crate::agent::MAX_PROBES_IN_FLIGHT);
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| BuildError(format!("ca_file {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| BuildError(format!("ca_file {}: {e}", path.display())))?;
+        if let Some(ca) = ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&ca.pem)
+                .map_err(|e| BuildError(format!("ca_file {}: {e}", ca.path.display())))?;
             builder = builder.tls_certs_merge(certs);
         }
         let http = builder.build().map_err(|e| BuildError(e.to_string()))?;

@@ -255,7 +255,7 @@ impl Org {
                         state.pings_rate_limited - 1,
                     ),
                 };
-                state.ping_not_before = Some(Instant::now() + wait);
+                state.ping_not_before = Some(crate::clock::after(Instant::now(), wait));
             }
             _ => {
                 state.pings_rate_limited = 0;
@@ -451,7 +451,7 @@ impl Org {
             Ok(paid_until) => {
                 self.metrics.set_subscription_expiry(paid_until);
                 state.subscription_ends = Some(paid_until);
-                state.subscription_due = Some(now + interval);
+                state.subscription_due = Some(crate::clock::after(now, interval));
             }
             Err(failure) => {
                 tracing::debug!(org = self.name(), reason = %failure.reason, detail = %failure.detail, "subscription check failed");
@@ -469,7 +469,7 @@ impl Org {
                         after.min(crate::token::MAX_RETRY_AFTER)
                     })
                     .max(soon);
-                state.subscription_due = Some(now + retry);
+                state.subscription_due = Some(crate::clock::after(now, retry));
             }
         }
         report.subscription_ends = state.subscription_ends;

@@ -29,7 +29,10 @@ pub fn up_to(max: Duration) -> Duration {
     if max.is_zero() {
         return Duration::ZERO;
     }
-    max.mul_f64(unit())
+    // Not `mul_f64`: it panics when rounding lands above `Duration::MAX`.
+    Duration::try_from_secs_f64(max.as_secs_f64() * unit())
+        .unwrap_or(max)
+        .min(max)
 }
 
 #[cfg(test)]

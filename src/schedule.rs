@@ -16,7 +16,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::{CronSchedule, Schedule};
-use crate::random;
+use crate::{clock, random};
 
 /// Orgs started at once, and the size of the groups a large fleet on one interval is split into.
 pub const START_GROUP: usize = 20;
@@ -56,13 +56,16 @@ pub fn spread_plans(now: Instant, orgs: &[(Schedule, Duration)]) -> Vec<Plan> {
         .map(|(schedule, jitter)| {
             let (mut first_run, mut phase) = (now, now);
             if let Schedule::Interval(interval) = schedule {
-                first_run = now + START_STEP * (started / START_GROUP) as u32;
+                first_run = clock::after(
+                    now,
+                    clock::times(START_STEP, (started / START_GROUP) as u64),
+                );
                 started += 1;
                 let seen = seen_per_interval.entry(*interval).or_default();
                 let groups = per_interval[interval].div_ceil(START_GROUP);
                 let group = *seen / START_GROUP;
                 *seen += 1;
-                phase = now + interval.mul_f64(group as f64 / groups as f64);
+                phase = clock::after(now, clock::fraction(*interval, group as u64, groups as u64));
             }
             Plan {
                 schedule: schedule.clone(),
@@ -86,17 +89,17 @@ impl Plan {
         let Some(previous) = after else {
             // First run: as planned, or at the next tick of its phase if a whole interval has
             // passed since.
-            if now < self.first_run + interval {
+            if now < clock::after(self.first_run, interval) {
                 return (self.first_run, 0);
             }
             return (self.first_tick_at_or_after(interval, now), 0);
         };
-        let next = self.first_tick_at_or_after(interval, previous + interval);
+        let next = self.first_tick_at_or_after(interval, clock::after(previous, interval));
         if next >= now {
             return (next, 0);
         }
         let ticks = ticks_until(next, interval, now);
-        (next + interval * ticks as u32, ticks)
+        (clock::after(next, clock::times(interval, ticks)), ticks)
     }
 
     /// The first tick of the phase (`phase + k * interval`, k ≥ 0) at or after `at`.
@@ -104,7 +107,8 @@ impl Plan {
         if at <= self.phase {
             return self.phase;
         }
-        self.phase + interval * ticks_until(self.phase, interval, at) as u32
+        let ticks = ticks_until(self.phase, interval, at);
+        clock::after(self.phase, clock::times(interval, ticks))
     }
 }
 
@@ -112,14 +116,14 @@ impl Plan {
 fn ticks_until(from: Instant, interval: Duration, now: Instant) -> u64 {
     let behind = now.saturating_duration_since(from).as_nanos();
     let step = interval.as_nanos().max(1);
-    behind.div_ceil(step) as u64
+    u64::try_from(behind.div_ceil(step)).unwrap_or(u64::MAX)
 }
 
 /// The next cron occurrence after `now_wall`, as a monotonic deadline.
 fn next_cron(cron: &CronSchedule, now_wall: SystemTime, now: Instant) -> Option<Instant> {
     let at = cron.next_after(now_wall)?;
     let wait = at.duration_since(now_wall).unwrap_or(Duration::ZERO);
-    Some(now + wait)
+    Some(clock::after(now, wait))
 }
 
 /// Runs `run` on `plan` until `shutdown` turns true. A run in progress is finished first. Each run
@@ -166,7 +170,7 @@ pub async fn run_schedule<F, Fut>(
                 }
             }
         };
-        let start_at = planned + random::up_to(plan.jitter);
+        let start_at = clock::after(planned, random::up_to(plan.jitter));
         tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -469,6 +473,27 @@ mod tests {
         assert_eq!(of(START_GROUP), vec![10, 15_000, 25_000]);
         assert_eq!(histogram.get_sample_count(), 40 + 20 + 20 + 20 + 20);
         assert!(histogram.get_sample_sum() < 0.001);
+    }
+
+    proptest::proptest! {
+        /// No interval, phase or elapsed time makes the plan arithmetic panic.
+        #[test]
+        fn plan_arithmetic_never_panics(
+            interval_secs in proptest::prelude::any::<u64>(),
+            nanos in 0u32..1_000_000_000,
+            offset_secs in 0u64..(1 << 40),
+            count in 1usize..200,
+        ) {
+            let interval = Duration::new(interval_secs, nanos).max(Duration::from_nanos(1));
+            let now = Instant::now();
+            let plans = spread_plans(now, &vec![(Schedule::Interval(interval), interval); count]);
+            let later = clock::after(now, Duration::from_secs(offset_secs));
+            for plan in &plans {
+                let (first, _) = plan.next_interval(interval, None, later);
+                let (next, _) = plan.next_interval(interval, Some(first), later);
+                proptest::prop_assert!(next >= first);
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! - `GET /metrics`: every metric, Prometheus text format;
 //! - `GET /-/healthy`: 200 while the process runs;
-//! - `GET /-/ready`: 200 once the config is loaded and the first round is scheduled, else 503;
+//! - `GET /-/ready`: 200 once the config is loaded and the first round is scheduled, and no org's
+//!   schedule task is recovering from a restart (see [`crate::supervisor`]); else 503 naming them;
 //! - `POST /-/reload`: re-read the config file; 200 with what changed, 500 with the errors;
 //! - `GET /probe?org=NAME[&debug=true]`: probe that org now, answer its metrics (or a trace);
 //! - the status page routes of [`crate::status`].
@@ -99,12 +100,24 @@ async fn healthy() -> &'static str {
     "OK\n"
 }
 
-async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+async fn ready(State(state): State<ServerState>) -> Response {
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response();
     }
+    // An org whose task had to be restarted is not being watched until it has run again.
+    let recovering = state.controller.recovering_orgs();
+    if !recovering.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the schedule task of {} ended abnormally and was restarted; waiting \
+                 for its next run to complete\n",
+                recovering.join(", ")
+            ),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn reload(State(state): State<ServerState>) -> Response {

@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::random;
 use crate::reason::Reason;
+use crate::{clock, random};
 
 /// Backoff never grows past this.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -127,7 +127,8 @@ struct State {
 
 impl State {
     fn spacing_ends(&self) -> Option<Instant> {
-        self.last_request.map(|at| at + self.policy.min_interval)
+        self.last_request
+            .map(|at| clock::after(at, self.policy.min_interval))
     }
 
     fn usable(&self, now: Instant) -> Option<&CachedToken> {
@@ -202,7 +203,7 @@ impl TokenCache {
         Fut: Future<Output = Result<IssuedToken, TokenFailure>>,
     {
         let called_at = Instant::now();
-        let deadline = called_at + wait_budget;
+        let deadline = clock::after(called_at, wait_budget);
         let Ok(mut state) = tokio::time::timeout_at(deadline, self.state.lock()).await else {
             return withheld(Withheld::Busy);
         };
@@ -266,17 +267,19 @@ impl TokenCache {
                     .min(MAX_TOKEN_LIFETIME);
                 // A token shorter-lived than the margin would never be reused: refresh halfway.
                 let margin = policy.refresh_margin.min(lifetime / 2);
-                let reuse_for = lifetime - margin;
+                let reuse_for = lifetime.saturating_sub(margin);
                 state.generation += 1;
                 let token = Token {
                     access_token: issued.access_token,
                     generation: state.generation,
-                    expires_at: issued.expires_in.map(|_| sent_wall + lifetime),
+                    expires_at: issued
+                        .expires_in
+                        .map(|_| clock::wall_after(sent_wall, lifetime)),
                 };
                 state.token = Some(CachedToken {
                     token: token.clone(),
-                    refresh_at: sent_at + reuse_for,
-                    valid_until: sent_at + lifetime,
+                    refresh_at: clock::after(sent_at, reuse_for),
+                    valid_until: clock::after(sent_at, lifetime),
                 });
                 state.backoff_until = None;
                 state.backoff_step = 0;
@@ -304,12 +307,13 @@ impl TokenCache {
                         let min_interval = state.policy.min_interval;
                         let delay = match failure.retry_after {
                             // Honoured, but capped: a proxy saying "come back tomorrow" must not
-                            // silence a credential for a day.
-                            Some(retry_after) => retry_after.clamp(min_interval, MAX_RETRY_AFTER),
+                            // silence a credential for a day. Not `clamp`: it panics when
+                            // token_min_interval is over the cap, and the spacing wins then.
+                            Some(retry_after) => retry_after.min(MAX_RETRY_AFTER).max(min_interval),
                             None => backoff_delay(min_interval, state.backoff_step),
                         };
                         state.backoff_step = state.backoff_step.saturating_add(1);
-                        state.backoff_until = Some(now + delay);
+                        state.backoff_until = Some(clock::after(now, delay));
                     }
                 }
                 let request = Some(RequestRecord {
@@ -358,7 +362,7 @@ fn withheld(why: Withheld) -> Acquired {
 pub fn backoff_delay(base: Duration, step: u32) -> Duration {
     let factor = 2u32.saturating_pow(step.min(16));
     let delay = base.saturating_mul(factor).min(MAX_BACKOFF);
-    let jittered = delay + random::up_to(delay / 5);
+    let jittered = delay.saturating_add(random::up_to(delay / 5));
     jittered.min(MAX_BACKOFF).max(base)
 }
 

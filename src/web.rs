@@ -32,10 +32,10 @@ pub use tls::{load_tls_config, TlsFiles, TlsHandle, TlsListener, HANDSHAKE_TIMEO
 /// Why the TLS files could not be used. Every message names the file(s).
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("{}", .source.describe(&path.display().to_string()))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::config::FileError,
     },
     #[error("{}: {message}", path.display())]
     Pem { path: PathBuf, message: String },

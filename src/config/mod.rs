@@ -8,6 +8,7 @@
 //! and are only ever held as [`SecretString`]. This module does not watch the file or
 //! decide when to reload; it only answers "what does this file say".
 
+pub(crate) mod file;
 mod host;
 mod org;
 mod orgs;
@@ -25,10 +26,11 @@ mod tests;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 
-pub use org::{ApiVersion, AuthMode, OrgConfig, OrgName, SecretSource};
+pub use file::FileError;
+pub use org::{ApiVersion, AuthMode, CaFile, OrgConfig, OrgName, SecretSource};
 pub use schedule::{CronSchedule, Schedule};
 pub use secrecy::SecretString;
-pub use web::WebConfig;
+pub use web::{TlsServerConfig, WebConfig};
 
 use raw::{RawFile, SCHEMA};
 use report::{line_col, Problems};
@@ -63,8 +65,8 @@ pub struct ConfigError {
 /// file system.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        problems: vec![format!("{origin}: cannot read config file: {e}")],
+    let text = file::read_to_string(path, file::CONFIG_CAP).map_err(|e| ConfigError {
+        problems: vec![format!("{origin}: {}", e.describe("config file"))],
     })?;
     parse(&text, &origin, &|name| std::env::var(name).ok())
 }

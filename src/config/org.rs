@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -146,6 +147,24 @@ impl fmt::Display for SecretSource {
     }
 }
 
+/// `ca_file`: the path and the PEM bytes read when the config was loaded, so that building an
+/// HTTP client (at a reload, on an async worker) reads no file. Equal when path and bytes are:
+/// a renewed CA bundle at the same path counts as a change.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub pem: Arc<[u8]>,
+}
+
+impl fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("pem_bytes", &self.pem.len())
+            .finish()
+    }
+}
+
 /// Everything needed to watch one org, defaults already applied.
 ///
 /// `Debug` is derived: `SecretString` prints as `[REDACTED]`. There is deliberately no
@@ -165,7 +184,7 @@ pub struct OrgConfig {
     pub token_max_age: Duration,
     /// `Duration::ZERO` disables the subscription check.
     pub subscription_check_interval: Duration,
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<CaFile>,
     pub client_id: String,
     pub client_secret: SecretString,
     pub secret_source: SecretSource,

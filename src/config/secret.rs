@@ -1,8 +1,12 @@
 //! Where an org's client secret comes from (file, environment variable or inline) and reading
-//! it. Messages name the source and the OS error, never a byte of the secret.
+//! it. Messages name the source and the OS error, never a byte of the secret, nor a file name
+//! or variable name that could be one.
+
+use std::path::Path;
 
 use secrecy::SecretString;
 
+use super::file;
 use super::raw::RawOrg;
 use super::report::{join, Problems};
 use super::SecretSource;
@@ -58,16 +62,17 @@ pub(crate) fn resolve(
             p.at(&key, "empty path");
             return None;
         }
-        let text = match std::fs::read_to_string(path) {
+        let what = format!("secret file {}", shown_path(path));
+        let text = match file::read_to_string(Path::new(path), file::SECRET_CAP) {
             Ok(text) => text,
             Err(e) => {
-                p.at(&key, format!("cannot read secret file {path:?}: {e}"));
+                p.at(&key, e.describe(&what));
                 return None;
             }
         };
         let trimmed = trim_one_newline(&text).to_owned();
         if trimmed.is_empty() {
-            p.at(&key, format!("secret file {path:?} is empty"));
+            p.at(&key, format!("{what} is empty"));
             return None;
         }
         (key, trimmed, SecretSource::File(path.into()))
@@ -139,6 +144,19 @@ fn shown_var(name: &str) -> String {
     }
 }
 
+/// The path, quoted, if it looks like one (has a `/` or starts with `.`, and no whitespace or
+/// control characters). Anything else may be the secret itself pasted into the wrong key, so it
+/// is not echoed.
+fn shown_path(path: &str) -> String {
+    let looks_like_path = (path.contains('/') || path.starts_with('.'))
+        && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+    if looks_like_path {
+        format!("{path:?}")
+    } else {
+        "(path not shown: it does not look like a path and might be a pasted secret)".to_owned()
+    }
+}
+
 /// Drops one trailing `\n` or `\r\n`, as editors and `echo` leave one.
 fn trim_one_newline(text: &str) -> &str {
     text.strip_suffix("\r\n")
@@ -157,6 +175,15 @@ mod tests {
         assert_eq!(trim_one_newline("abc\n\n"), "abc\n");
         assert_eq!(trim_one_newline("abc"), "abc");
         assert_eq!(trim_one_newline(" abc "), " abc ");
+    }
+
+    #[test]
+    fn only_values_that_look_like_paths_are_echoed() {
+        assert_eq!(shown_path("/run/secrets/acme"), "\"/run/secrets/acme\"");
+        assert_eq!(shown_path("./acme.secret"), "\"./acme.secret\"");
+        assert!(shown_path("aB3xYz9q").contains("not shown"));
+        assert!(shown_path("acme.secret").contains("not shown"));
+        assert!(shown_path("/with space/x").contains("not shown"));
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! the user actually has to change.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::file;
 use super::host::normalize_host;
 use super::raw::RawSettings;
 use super::report::{join, Problems};
-use super::{ApiVersion, AuthMode, CronSchedule, Schedule};
+use super::{ApiVersion, AuthMode, CaFile, CronSchedule, Schedule};
 
 pub(crate) const DEFAULT_HOST: &str = "https://openbadgefactory.com";
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -22,6 +24,59 @@ pub(crate) const DEFAULT_TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60
 pub(crate) const DEFAULT_TOKEN_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_TOKEN_MAX_AGE: Duration = Duration::from_secs(3600);
 pub(crate) const DEFAULT_SUBSCRIPTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The longest value any duration key accepts: 365 days. A longer interval or timeout cannot be
+/// meant (a yearly probe already means "never"), and the bound keeps every deadline the agent
+/// computes (now + interval, + jitter, + timeout) far from the clock's overflow.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+/// How `MAX_DURATION` is spelled in messages (humantime would print 365 days as "11months 30days
+/// 3h 50m 24s": its year is 365.25 days).
+const MAX_DURATION_TEXT: &str = "365 days";
+
+/// What one duration key accepts, besides [`MAX_DURATION`].
+#[derive(Clone, Copy)]
+struct Bounds {
+    /// The smallest non-zero value.
+    min: Duration,
+    /// Whether "0s" is accepted (it means "none" or "off").
+    zero_ok: bool,
+}
+
+/// `interval`: one probe (a token request, a ping, maybe a subscription check) per second and
+/// org is already far more than a credential watch needs; below that a typo ("1ns") floods OBF.
+const INTERVAL_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    zero_ok: false,
+};
+/// `timeout`: a loopback round trip takes well under a millisecond, a TLS handshake to OBF tens
+/// of milliseconds; below 100 ms every request would time out.
+const TIMEOUT_BOUNDS: Bounds = Bounds {
+    min: Duration::from_millis(100),
+    zero_ok: false,
+};
+/// `token_min_interval`: the server's own spacing is 10 s; below 100 ms the spacing rule would
+/// not space anything.
+const TOKEN_MIN_INTERVAL_BOUNDS: Bounds = Bounds {
+    min: Duration::from_millis(100),
+    zero_ok: false,
+};
+/// `token_max_age`: a token reused for less than a second is a token per request.
+const TOKEN_MAX_AGE_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    zero_ok: false,
+};
+/// `subscription_check_interval`: "0s" turns the check off; otherwise at least a second, like
+/// `interval` (the check runs at most once per run anyway).
+const SUBSCRIPTION_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    zero_ok: true,
+};
+/// `jitter` and `token_refresh_margin`: zero is a fine value; only the upper bound applies
+/// (and jitter < interval, margin < max age, checked across keys).
+const ANY_UP_TO_MAX: Bounds = Bounds {
+    min: Duration::ZERO,
+    zero_ok: true,
+};
 
 /// Which layer a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +145,7 @@ pub(crate) struct Layer {
     token_min_interval: Slot<Duration>,
     token_max_age: Slot<Duration>,
     subscription_check_interval: Slot<Duration>,
-    ca_file: Slot<PathBuf>,
+    ca_file: Slot<CaFile>,
 }
 
 /// Whether a layer is `[defaults]` or an org.
@@ -113,7 +168,7 @@ pub(crate) struct Settings {
     pub token_min_interval: Sourced<Duration>,
     pub token_max_age: Sourced<Duration>,
     pub subscription_check_interval: Duration,
-    pub ca_file: Option<Sourced<PathBuf>>,
+    pub ca_file: Option<Sourced<CaFile>>,
 }
 
 impl Layer {
@@ -146,7 +201,7 @@ impl Layer {
                 Slot::Invalid
             }
             (Some(_), None) => t.slot("interval", &raw.interval, p, |v| {
-                nonzero_duration(v).map(Schedule::Interval)
+                bounded(v, INTERVAL_BOUNDS).map(Schedule::Interval)
             }),
             (None, Some(_)) => t.slot("cron", &raw.cron, p, |v| {
                 CronSchedule::parse(v).map(Schedule::Cron)
@@ -162,26 +217,25 @@ impl Layer {
                 AuthMode::parse(v).ok_or_else(|| unknown_value(v, &AuthMode::ALLOWED))
             }),
             schedule,
-            jitter: t.slot("jitter", &raw.jitter, p, duration),
-            timeout: t.slot("timeout", &raw.timeout, p, nonzero_duration),
+            jitter: t.slot("jitter", &raw.jitter, p, |v| bounded(v, ANY_UP_TO_MAX)),
+            timeout: t.slot("timeout", &raw.timeout, p, |v| bounded(v, TIMEOUT_BOUNDS)),
             token_refresh_margin: t.slot(
                 "token_refresh_margin",
                 &raw.token_refresh_margin,
                 p,
-                duration,
+                |v| bounded(v, ANY_UP_TO_MAX),
             ),
-            token_min_interval: t.slot(
-                "token_min_interval",
-                &raw.token_min_interval,
-                p,
-                nonzero_duration,
-            ),
-            token_max_age: t.slot("token_max_age", &raw.token_max_age, p, nonzero_duration),
+            token_min_interval: t.slot("token_min_interval", &raw.token_min_interval, p, |v| {
+                bounded(v, TOKEN_MIN_INTERVAL_BOUNDS)
+            }),
+            token_max_age: t.slot("token_max_age", &raw.token_max_age, p, |v| {
+                bounded(v, TOKEN_MAX_AGE_BOUNDS)
+            }),
             subscription_check_interval: t.slot(
                 "subscription_check_interval",
                 &raw.subscription_check_interval,
                 p,
-                duration,
+                |v| bounded(v, SUBSCRIPTION_BOUNDS),
             ),
             ca_file: t.slot("ca_file", &raw.ca_file, p, pem_certificates),
         }
@@ -351,30 +405,50 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
-fn nonzero_duration(text: &str) -> Result<Duration, String> {
-    match duration(text)? {
-        Duration::ZERO => Err(format!("must be greater than zero, got {text:?}")),
-        d => Ok(d),
+/// A duration within `bounds` and at most [`MAX_DURATION`]. `check` and `run` both validate
+/// through here, so they accept exactly the same values.
+fn bounded(text: &str, bounds: Bounds) -> Result<Duration, String> {
+    let value = duration(text)?;
+    if value > MAX_DURATION {
+        return Err(format!(
+            "must be at most {MAX_DURATION_TEXT} (the longest duration any key accepts), got \
+             {text:?}"
+        ));
     }
+    if value.is_zero() {
+        return match bounds.zero_ok {
+            true => Ok(value),
+            false => Err(format!("must be greater than zero, got {text:?}")),
+        };
+    }
+    if value < bounds.min {
+        return Err(format!(
+            "must be at least {}, got {text:?}",
+            humantime::format_duration(bounds.min)
+        ));
+    }
+    Ok(value)
 }
 
-/// Checks the file can be read now, so a typo fails at startup rather than at first use.
-pub(crate) fn readable_file(path: &str) -> Result<PathBuf, String> {
+/// Reads the file at `path` (a PEM file: at most [`file::PEM_CAP`]), so a typo or a special
+/// file fails at startup rather than at first use.
+pub(crate) fn read_pem_file(path: &str) -> Result<Vec<u8>, String> {
     if path.is_empty() {
         return Err("empty path".to_owned());
     }
-    std::fs::read(path)
-        .map(|_| PathBuf::from(path))
-        .map_err(|e| format!("cannot read {path:?}: {e}"))
+    file::read(Path::new(path), file::PEM_CAP).map_err(|e| e.describe(&format!("{path:?}")))
 }
 
-/// A readable file holding at least one PEM certificate (what `ca_file` must be).
-pub(crate) fn pem_certificates(path: &str) -> Result<PathBuf, String> {
-    let path = readable_file(path)?;
-    let pem = std::fs::read(&path).map_err(|e| format!("cannot read {:?}: {e}", path))?;
+/// A readable file holding at least one PEM certificate (what `ca_file` must be), with its
+/// bytes: HTTP clients are built from them, without reading the file again.
+pub(crate) fn pem_certificates(path: &str) -> Result<CaFile, String> {
+    let pem = read_pem_file(path)?;
     match reqwest::Certificate::from_pem_bundle(&pem) {
-        Ok(certs) if !certs.is_empty() => Ok(path),
-        _ => Err(format!("{:?} holds no PEM certificate", path)),
+        Ok(certs) if !certs.is_empty() => Ok(CaFile {
+            path: PathBuf::from(path),
+            pem: Arc::from(pem),
+        }),
+        _ => Err(format!("{path:?} holds no PEM certificate")),
     }
 }
 
@@ -397,6 +471,49 @@ mod tests {
         assert_eq!(duration("1h 30m"), Ok(Duration::from_secs(5400)));
         let err = duration("5").expect_err("no unit");
         assert!(err.starts_with("invalid duration \"5\": "), "{err}");
-        assert!(nonzero_duration("0s").is_err());
+        assert!(bounded("0s", TIMEOUT_BOUNDS).is_err());
+    }
+
+    #[test]
+    fn every_duration_key_has_an_upper_bound_of_a_year() {
+        let all = [
+            INTERVAL_BOUNDS,
+            TIMEOUT_BOUNDS,
+            TOKEN_MIN_INTERVAL_BOUNDS,
+            TOKEN_MAX_AGE_BOUNDS,
+            SUBSCRIPTION_BOUNDS,
+            ANY_UP_TO_MAX,
+        ];
+        for bounds in all {
+            assert_eq!(bounded("365days", bounds), Ok(MAX_DURATION));
+            let err = bounded("400000000000y", bounds).unwrap_err();
+            assert_eq!(
+                err,
+                "must be at most 365 days (the longest duration any key accepts), got \
+                 \"400000000000y\""
+            );
+            assert!(bounded("366days", bounds).is_err());
+        }
+    }
+
+    #[test]
+    fn lower_bounds_name_the_minimum() {
+        assert_eq!(
+            bounded("1ns", INTERVAL_BOUNDS).unwrap_err(),
+            "must be at least 1s, got \"1ns\""
+        );
+        assert_eq!(
+            bounded("99ms", TIMEOUT_BOUNDS).unwrap_err(),
+            "must be at least 100ms, got \"99ms\""
+        );
+        assert_eq!(bounded("1s", INTERVAL_BOUNDS), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            bounded("100ms", TIMEOUT_BOUNDS),
+            Ok(Duration::from_millis(100))
+        );
+        // "0s" turns the subscription check off, but 1 ms is a mistake.
+        assert_eq!(bounded("0s", SUBSCRIPTION_BOUNDS), Ok(Duration::ZERO));
+        assert!(bounded("1ms", SUBSCRIPTION_BOUNDS).is_err());
+        assert_eq!(bounded("0s", ANY_UP_TO_MAX), Ok(Duration::ZERO));
     }
 }

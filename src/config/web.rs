@@ -2,13 +2,16 @@
 //! spirit of Prometheus' web config. Validation only; serving is the server module's job.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use secrecy::SecretString;
+use tokio_rustls::rustls::ServerConfig;
 
 use super::raw::RawWeb;
 use super::report::{join, Problems};
-use super::settings::readable_file;
+use super::settings::read_pem_file;
 
 const CTX: &str = "exporter.web";
 
@@ -18,8 +21,21 @@ pub struct WebConfig {
     /// Both set or both `None`.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// The server config built from those files when the config was loaded, so starting or
+    /// reloading the server reads no file. Set when the files are.
+    pub tls: Option<TlsServerConfig>,
     /// User name → bcrypt hash. Empty: no authentication.
     pub basic_auth_users: BTreeMap<String, SecretString>,
+}
+
+/// A rustls server config built from the TLS files. Its `Debug` shows nothing: the key is inside.
+#[derive(Clone)]
+pub struct TlsServerConfig(pub Arc<ServerConfig>);
+
+impl fmt::Debug for TlsServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsServerConfig(..)")
+    }
 }
 
 /// Validates `[exporter.web]`; `None` after reporting a problem.
@@ -31,8 +47,8 @@ pub(crate) fn validate(
     let before = p.len();
     let file = |key: &str, value: &Option<String>, p: &mut Problems| {
         let path = value.as_deref()?;
-        match readable_file(path) {
-            Ok(path) => Some(path),
+        match read_pem_file(path) {
+            Ok(_) => Some(PathBuf::from(path)),
             Err(message) => {
                 p.at(&join(CTX, key), message);
                 None
@@ -52,10 +68,12 @@ pub(crate) fn validate(
         ),
         _ => {}
     }
+    let mut tls = None;
     if let (Some(cert), Some(key)) = (&cert, &key) {
-        // What `run` will load, checked the same way, so `check` passes only what `run` serves.
-        if let Err(error) = crate::web::load_tls_config(cert, key) {
-            p.at(&join(CTX, "tls_cert_file"), error.to_string());
+        // What `run` serves, built here, so `check` passes only what `run` serves.
+        match crate::web::load_tls_config(cert, key) {
+            Ok(config) => tls = Some(TlsServerConfig(config)),
+            Err(error) => p.at(&join(CTX, "tls_cert_file"), error.to_string()),
         }
     }
 
@@ -91,6 +109,7 @@ pub(crate) fn validate(
     Some(WebConfig {
         tls_cert_file: cert,
         tls_key_file: key,
+        tls,
         basic_auth_users: users,
     })
 }

@@ -370,3 +370,51 @@ async fn a_discarded_token_is_gone_but_a_newer_one_is_kept() {
     cache.discard(first.generation).await;
     assert!(cache.snapshot().await.token_expires_at.is_some());
 }
+
+proptest::proptest! {
+    /// Whatever the policy (even beyond what config validation allows) and whatever the server
+    /// answers (huge `expires_in`, huge `Retry-After`), the cache's clock arithmetic never panics.
+    #[test]
+    fn huge_policies_and_server_values_never_panic(
+        margin in proptest::prelude::any::<u64>(),
+        min_interval in proptest::prelude::any::<u64>(),
+        max_age in 1u64..,
+        expires_in in proptest::option::of(proptest::prelude::any::<u64>()),
+        retry_after in proptest::prelude::any::<u64>(),
+        step in proptest::prelude::any::<u32>(),
+    ) {
+        let _ = backoff_delay(Duration::from_secs(min_interval), step);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let cache = TokenCache::new(TokenPolicy {
+                refresh_margin: Duration::from_secs(margin),
+                min_interval: Duration::from_secs(min_interval),
+                max_age: Duration::from_secs(max_age),
+            });
+            let ok = cache
+                .acquire(BUDGET, None, || async move {
+                    Ok(IssuedToken {
+                        access_token: SecretString::from("t".to_string()),
+                        expires_in: expires_in.map(Duration::from_secs),
+                    })
+                })
+                .await;
+            assert!(ok.token.is_some());
+            let generation = ok.token.map(|t| t.generation);
+            let _ = cache
+                .acquire(BUDGET, generation, || async move {
+                    Err(TokenFailure {
+                        reason: Reason::RateLimited,
+                        retry_after: Some(Duration::from_secs(retry_after)),
+                        detail: String::new(),
+                    })
+                })
+                .await;
+            let _ = cache.snapshot().await;
+        });
+    }
+}

@@ -37,10 +37,13 @@ pub struct TlsFiles {
 /// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or SEC1;
 /// unencrypted) into a server config using the aws-lc-rs provider reqwest already uses.
 pub fn load_tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, WebError> {
+    // Regular files only, at most 1 MiB each: a FIFO or /dev/zero here must not hang the agent.
     let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| WebError::Read {
-            path: path.to_owned(),
-            source,
+        crate::config::file::read(path, crate::config::file::PEM_CAP).map_err(|source| {
+            WebError::Read {
+                path: path.to_owned(),
+                source,
+            }
         })
     };
     let pem_error = |path: &Path, message: String| WebError::Pem {
@@ -99,6 +102,19 @@ impl TlsHandle {
             files: Arc::new(files),
             current: Arc::new(RwLock::new(config)),
         })
+    }
+
+    /// A handle for `files` whose config was already built from them (by config validation).
+    pub fn with_config(files: TlsFiles, config: Arc<ServerConfig>) -> Self {
+        TlsHandle {
+            files: Arc::new(files),
+            current: Arc::new(RwLock::new(config)),
+        }
+    }
+
+    /// Makes `config` (built from the same files, re-read) the one new connections get.
+    pub fn install(&self, config: Arc<ServerConfig>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
     }
 
     /// Re-reads the files (e.g. on SIGHUP, after a certificate renewal). On error the previous

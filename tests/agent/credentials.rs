@@ -57,7 +57,7 @@ async fn an_outage_leaves_credentials_valid() {
     let config = sim.org(
         "acme",
         "OUTAGE",
-        "interval = \"500ms\"\ntoken_min_interval = \"1s\"\ntimeout = \"2s\"\ntoken_refresh_margin = \"1s\"",
+        "interval = \"1s\"\ntoken_min_interval = \"1s\"\ntimeout = \"2s\"\ntoken_refresh_margin = \"1s\"",
     );
     // Short tokens so that the outage hits the token endpoint too.
     sim.sim.set_faults(
@@ -110,10 +110,10 @@ async fn a_closed_port_leaves_credentials_valid() {
     let mut config = sim.org(
         "acme",
         "CLOSED",
-        "interval = \"500ms\"\ntoken_min_interval = \"1s\"",
+        "interval = \"1s\"\ntoken_min_interval = \"1s\"",
     );
     config.push_str(&format!(
-        "[[org]]\nname = \"down\"\nclient_id = \"CLOSED\"\nclient_secret = \"x\"\nhost = \"http://127.0.0.1:{}\"\ninterval = \"500ms\"\n",
+        "[[org]]\nname = \"down\"\nclient_id = \"CLOSED\"\nclient_secret = \"x\"\nhost = \"http://127.0.0.1:{}\"\ninterval = \"1s\"\n",
         crate::support::closed_port()
     ));
     let app = App::spawn(&config).await;

@@ -12,7 +12,7 @@ use crate::support::{get, App, TestSim};
 async fn busy_agent() -> (TestSim, App) {
     let sim = TestSim::with_spacing(Duration::from_millis(200)).await;
     let mut config =
-        String::from("[defaults]\ninterval = \"300ms\"\ntoken_min_interval = \"200ms\"\n");
+        String::from("[defaults]\ninterval = \"1s\"\ntoken_min_interval = \"200ms\"\n");
     config.push_str(&sim.org("healthy", "HEALTHY", "labels = { team = \"learning\" }"));
     config.push_str(&sim.org("revoked", "REVOKEDX", "labels = { cost_centre = \"42\" }"));
     config.push_str(&sim.org("broken", "BROKEN", ""));

@@ -29,9 +29,9 @@ fn org_with_file(dir: &TempDir, sim: &TestSim, name: &str, client_id: &str, extr
 async fn reload_keeps_unchanged_orgs_tokens_and_applies_the_rest() {
     let sim = TestSim::with_spacing(Duration::from_millis(200)).await;
     let dir = TempDir::new("reload");
-    let keep = org_with_file(&dir, &sim, "keep", "KEEP", "interval = \"500ms\"");
-    let change = org_with_file(&dir, &sim, "change", "CHANGE", "interval = \"500ms\"");
-    let gone = org_with_file(&dir, &sim, "gone", "GONE", "interval = \"500ms\"");
+    let keep = org_with_file(&dir, &sim, "keep", "KEEP", "interval = \"1s\"");
+    let change = org_with_file(&dir, &sim, "change", "CHANGE", "interval = \"1s\"");
+    let gone = org_with_file(&dir, &sim, "gone", "GONE", "interval = \"1s\"");
     let path = dir.write("config.toml", &format!("{keep}{change}{gone}"));
     let app = App::spawn_file(&path).await;
     app.wait_for(
@@ -66,8 +66,8 @@ async fn reload_keeps_unchanged_orgs_tokens_and_applies_the_rest() {
     // A valid one: keep as it is, change's interval changed and secret rotated, gone removed, new added.
     sim.sim.add_client("CHANGE", "rotated-secret");
     dir.write("change.secret", "rotated-secret\n");
-    let change = change.replace("interval = \"500ms\"", "interval = \"400ms\"");
-    let new = org_with_file(&dir, &sim, "new", "NEW", "interval = \"500ms\"");
+    let change = change.replace("interval = \"1s\"", "interval = \"2s\"");
+    let new = org_with_file(&dir, &sim, "new", "NEW", "interval = \"1s\"");
     dir.write("config.toml", &format!("{keep}{change}{new}"));
     let (status, body) = post(&app.url("/-/reload")).await;
     assert_eq!(status, 200, "{body}");
@@ -115,10 +115,10 @@ async fn reload_keeps_unchanged_orgs_tokens_and_applies_the_rest() {
 async fn sighup_reloads_the_binary() {
     let sim = TestSim::with_spacing(Duration::from_millis(200)).await;
     let dir = TempDir::new("sighup");
-    let first = org_with_file(&dir, &sim, "first", "HUPFIRST", "interval = \"500ms\"");
+    let first = org_with_file(&dir, &sim, "first", "HUPFIRST", "interval = \"1s\"");
     let path = dir.write("config.toml", &first);
     let agent = crate::cli::Agent::start(&path, &[]).await;
-    let second = org_with_file(&dir, &sim, "second", "HUPSECOND", "interval = \"500ms\"");
+    let second = org_with_file(&dir, &sim, "second", "HUPSECOND", "interval = \"1s\"");
     dir.write("config.toml", &format!("{first}{second}"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     agent.signal("-HUP");

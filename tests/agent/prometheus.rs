@@ -20,8 +20,9 @@ const EXPECTED: [&str; 5] = [
     "ObfSubscriptionEndingSoon",
     "ObfSubscriptionEndingVerySoon",
 ];
-const NOT_EXPECTED: [&str; 6] = [
+const NOT_EXPECTED: [&str; 7] = [
     "ObfExporterDown",
+    "ObfExporterTaskRestarted",
     "ObfExporterAbsent",
     "ObfConfigReloadFailed",
     "ObfRateLimited",

@@ -30,7 +30,7 @@ async fn secrets_and_tokens_never_appear_in_logs_or_metrics() {
     );
     let dir = TempDir::new("secrets");
     let mut config =
-        String::from("[defaults]\ninterval = \"300ms\"\ntoken_min_interval = \"500ms\"\n");
+        String::from("[defaults]\ninterval = \"1s\"\ntoken_min_interval = \"500ms\"\n");
     for (i, (client_id, secret)) in secrets.iter().enumerate() {
         let secret_file = dir.write(&format!("secret{i}"), &format!("{secret}\n"));
         let auth = if i % 2 == 0 { "basic" } else { "body" };

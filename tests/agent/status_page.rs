@@ -114,7 +114,7 @@ async fn screenshot(url: String, path: PathBuf) {
 async fn status_page_shows_a_revoked_org_and_a_healthy_one() {
     let sim = TestSim::with_spacing(Duration::from_millis(200)).await;
     let mut config =
-        String::from("[defaults]\ninterval = \"300ms\"\ntoken_min_interval = \"200ms\"\n");
+        String::from("[defaults]\ninterval = \"1s\"\ntoken_min_interval = \"200ms\"\n");
     config.push_str(&sim.org("healthy", "HEALTHY", "labels = { team = \"<learning>\" }"));
     config.push_str(&sim.org("revoked", "REVOKEDX", ""));
     sim.sim.revoke("REVOKEDX");
@@ -180,7 +180,7 @@ async fn status_page_shows_a_revoked_org_and_a_healthy_one() {
         "<h1>healthy <span class=\"badge ok\">ok</span></h1>",
         &format!("<code>{}</code>", sim.url()),
         "<code>HEALTHY</code>",
-        "every 300ms",
+        "every 1s",
         "team=&lt;learning&gt;",
         "fetched in",
         "(newest first; 20 are kept)",

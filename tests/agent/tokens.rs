@@ -37,7 +37,7 @@ async fn short_lived_tokens_are_never_requested_closer_than_the_spacing() {
     let config = sim.org(
         "tiny",
         "TINY",
-        "interval = \"200ms\"\ntoken_min_interval = \"2s\"\ntimeout = \"3s\"",
+        "interval = \"1s\"\ntoken_min_interval = \"2s\"\ntimeout = \"3s\"",
     );
     sim.sim.set_faults(
         "TINY",

@@ -214,7 +214,10 @@ subscription_check_interval = "6h"
     assert_eq!(acme.token_min_interval, Duration::from_secs(20));
     assert_eq!(acme.token_max_age, Duration::from_secs(1800));
     assert_eq!(acme.subscription_check_interval, Duration::ZERO);
-    assert_eq!(acme.ca_file.as_deref(), Some(Path::new(&ca)));
+    assert_eq!(
+        acme.ca_file.as_ref().map(|c| c.path.as_path()),
+        Some(Path::new(&ca))
+    );
     assert_eq!(acme.client_secret.expose_secret(), "fileSecret");
     assert_eq!(acme.secret_source, SecretSource::File(secret.into()));
     assert_eq!(
@@ -240,7 +243,11 @@ subscription_check_interval = "6h"
         beta.subscription_check_interval,
         Duration::from_secs(6 * 3600)
     );
-    assert_eq!(beta.ca_file.as_deref(), Some(Path::new(&ca)), "inherited");
+    assert_eq!(
+        beta.ca_file.as_ref().map(|c| c.path.as_path()),
+        Some(Path::new(&ca)),
+        "inherited"
+    );
     assert_eq!(beta.client_secret.expose_secret(), "0therSecret");
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
