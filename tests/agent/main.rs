@@ -4,6 +4,7 @@
 mod cli;
 mod credentials;
 mod exposition;
+mod hardening_http;
 mod operations;
 mod prometheus;
 mod protected;
