@@ -42,7 +42,8 @@ pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs of the agent have already finished by then; this bounds only slow or stuck clients.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Shedding (connections over the cap) is logged at most this often, with the count since.
+/// Shedding (connections over the cap) is logged at most this often, with the count since; so
+/// are accept errors.
 const SHED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// After an accept error other than a failed handshake of a single connection (e.g. out of
@@ -96,6 +97,7 @@ pub async fn serve(
     let (phase, _) = watch::channel(Phase::Serving);
     let mut shed = ShedLog::default();
     let mut backoff = ACCEPT_BACKOFF_FIRST;
+    let mut accept_warned: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -110,7 +112,11 @@ pub async fn serve(
             // The client gave up before we took its connection: nothing wrong with the server.
             Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff, "cannot accept connections");
+                let now = Instant::now();
+                if accept_warned.is_none_or(|last| now.duration_since(last) >= SHED_LOG_INTERVAL) {
+                    tracing::warn!(%error, retry_in = ?backoff, "cannot accept connections");
+                    accept_warned = Some(now);
+                }
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = &mut shutdown => break,
