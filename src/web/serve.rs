@@ -100,9 +100,15 @@ pub async fn serve(
     let mut accept_warned: Option<Instant> = None;
     tokio::pin!(shutdown);
     loop {
+        // A burst of shedding is reported when its interval is over, even if it has stopped.
+        let report_shed = shed.due();
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
+            () = sleep_until_some(report_shed) => {
+                shed.report(cap);
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(connection) => {
@@ -182,14 +188,25 @@ struct ShedLog {
 impl ShedLog {
     fn record(&mut self, cap: usize) {
         self.unlogged += 1;
-        let now = Instant::now();
         if self
             .last_warning
-            .is_none_or(|last| now.duration_since(last) >= SHED_LOG_INTERVAL)
+            .is_none_or(|last| last.elapsed() >= SHED_LOG_INTERVAL)
         {
-            self.flush(cap);
-            self.last_warning = Some(now);
+            self.report(cap);
         }
+    }
+
+    /// When the connections shed since the last warning are to be reported, if any are.
+    fn due(&self) -> Option<Instant> {
+        match (self.unlogged, self.last_warning) {
+            (0, _) | (_, None) => None,
+            (_, Some(last)) => Some(last + SHED_LOG_INTERVAL),
+        }
+    }
+
+    fn report(&mut self, cap: usize) {
+        self.flush(cap);
+        self.last_warning = Some(Instant::now());
     }
 
     fn flush(&mut self, cap: usize) {
@@ -201,6 +218,13 @@ impl ShedLog {
             );
             self.unlogged = 0;
         }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

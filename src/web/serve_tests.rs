@@ -260,3 +260,23 @@ async fn shutdown_cuts_a_stuck_request_after_the_drain_timeout() {
     let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     assert!(closed && response.is_empty(), "{response}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn shedding_is_reported_at_once_then_at_most_every_interval_with_the_count() {
+    let mut shed = ShedLog::default();
+    shed.record(2);
+    assert_eq!(
+        (shed.unlogged, shed.due()),
+        (0, None),
+        "the first one at once"
+    );
+    let first = shed.last_warning.expect("warned");
+    for _ in 0..5 {
+        shed.record(2);
+    }
+    assert_eq!(shed.unlogged, 5, "the rest waits for the interval");
+    assert_eq!(shed.due(), Some(first + SHED_LOG_INTERVAL));
+    tokio::time::sleep(SHED_LOG_INTERVAL).await;
+    shed.report(2);
+    assert_eq!((shed.unlogged, shed.due()), (0, None));
+}

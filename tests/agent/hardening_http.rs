@@ -207,9 +207,21 @@ async fn idle_connections_beyond_a_low_fd_limit_are_shed_then_cut_and_pings_go_o
 
     assert_serving_and_pinging(addr, "idleflood", before).await;
     let logs = agent.stop().await;
-    assert!(
-        logs.contains("too many open connections"),
-        "shedding is logged:\n{logs}"
+    let reported: u64 = logs
+        .lines()
+        .filter(|line| line.contains("too many open connections"))
+        .filter_map(|line| {
+            line.split("closed=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(
+        reported, shed as u64,
+        "every shed connection is counted in the log:\n{logs}"
     );
     assert!(
         logs.contains("max_connections=50"),
