@@ -48,6 +48,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = first_config(&source, shard).await?;
     let listen = listen.or(config.listen).unwrap_or(DEFAULT_LISTEN);
+    // Before the cap on inbound connections is derived from the limit.
+    crate::web::fds::raise_nofile_limit();
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -90,10 +92,12 @@ pub async fn serve_source(
         controller: controller.clone(),
         ready: ready.clone(),
     };
+    let limits = crate::web::Limits::for_this_process();
     tracing::info!(
         address = %listener.local_addr()?,
         orgs = config.orgs.len(),
         tls = web.tls.is_some(),
+        max_connections = limits.max_connections,
         "obf-exporter running; metrics at /metrics"
     );
     let reloads = tokio::spawn(reload_on_sighup(controller.clone()));
@@ -104,28 +108,15 @@ pub async fn serve_source(
         let _ = server_stopped.wait_for(|stop| *stop).await;
     };
     let router = crate::web::protect(server::router(state), Some(web.auth.clone()));
-    let server = match web.tls.clone() {
-        Some(tls) => {
-            let listener = crate::web::TlsListener::new(listener, tls)?;
-            tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            })
-        }
-        None => tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopped)
-                .await
-        }),
-    };
+    let tls = web.tls.clone().map(crate::web::TlsHandshaker::new);
+    let server = tokio::spawn(crate::web::serve(listener, tls, router, limits, stopped));
     shutdown.await;
     tracing::info!("shutting down: letting runs in progress finish");
     ready.store(false, std::sync::atomic::Ordering::Release);
     reloads.abort();
     controller.stop().await;
     let _ = server_stop.send(true);
-    server.await??;
+    server.await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,18 +6,20 @@
 //!   schedule task is recovering from a restart (see [`crate::supervisor`]); else 503 naming them;
 //! - `POST /-/reload`: re-read the config file; 200 with what changed, 500 with the errors;
 //! - `GET /probe?org=NAME[&debug=true]`: probe that org now, answer its metrics (or a trace);
+//!   at most [`MAX_ON_DEMAND_PROBES`] at once, 503 beyond;
 //! - the status page routes of [`crate::status`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use crate::controller::Controller;
 use crate::metrics::Scrape;
@@ -31,13 +33,24 @@ pub struct ServerState {
     pub ready: Arc<AtomicBool>,
 }
 
+/// On-demand probes (`/probe`) running at once. They come on top of the scheduled probes'
+/// `MAX_PROBES_IN_FLIGHT` (the file-descriptor reserve of `web::fds` counts both), and each may
+/// open an outbound connection: a small cap keeps a burst of calls from turning into a burst of
+/// connections to OBF. A person or a Blackbox-style check needs one or two at a time.
+pub const MAX_ON_DEMAND_PROBES: usize = 4;
+
+/// The slots of [`MAX_ON_DEMAND_PROBES`], shared by the `/probe` route.
+#[derive(Clone)]
+struct ProbeSlots(Arc<Semaphore>);
+
 pub fn router(state: ServerState) -> Router {
+    let probe_slots = ProbeSlots(Arc::new(Semaphore::new(MAX_ON_DEMAND_PROBES)));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
-        .route("/probe", get(probe))
+        .route("/probe", get(probe).layer(Extension(probe_slots)))
         .merge(crate::status::routes())
         .with_state(state)
 }
@@ -148,7 +161,11 @@ struct ProbeParams {
     debug: bool,
 }
 
-async fn probe(State(state): State<ServerState>, Query(params): Query<ProbeParams>) -> Response {
+async fn probe(
+    State(state): State<ServerState>,
+    Extension(ProbeSlots(slots)): Extension<ProbeSlots>,
+    Query(params): Query<ProbeParams>,
+) -> Response {
     let Some(name) = params.org else {
         return (StatusCode::BAD_REQUEST, "missing query parameter: org\n").into_response();
     };
@@ -159,8 +176,25 @@ async fn probe(State(state): State<ServerState>, Query(params): Query<ProbeParam
         )
             .into_response();
     };
-    // Spawned: a client hanging up must not cancel a probe halfway through a token request.
-    let report = match tokio::spawn(async move { org.probe().await }).await {
+    let Ok(slot) = slots.try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            format!(
+                "too many on-demand probes in progress (limit {MAX_ON_DEMAND_PROBES}); retry in a second\n"
+            ),
+        )
+            .into_response();
+    };
+    // Spawned: a client hanging up must not cancel a probe halfway through a token request. The
+    // slot goes with the probe, so hang-ups cannot start more probes than the cap either.
+    let report = match tokio::spawn(async move {
+        let report = org.probe().await;
+        drop(slot);
+        report
+    })
+    .await
+    {
         Ok(report) => report,
         Err(error) => {
             tracing::error!(%error, "on-demand probe failed");

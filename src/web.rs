@@ -6,19 +6,19 @@
 //! ```ignore
 //! let auth = web.as_ref().map(|web| web::BasicAuth::new(&web.basic_auth_users));
 //! let router = web::protect(router, auth.clone()); // on reload: auth.set_users(&new_users)
-//! match tls_files {
-//!     Some(files) => {
-//!         let tls = web::TlsHandle::load(files)?; // on SIGHUP: tls.reload() (keeps old on error)
-//!         let listener = web::TlsListener::new(tcp, tls.clone())?;
-//!         axum::serve(listener, router).with_graceful_shutdown(shutdown).await
-//!     }
-//!     None => axum::serve(tcp, router).with_graceful_shutdown(shutdown).await,
-//! }
+//! // on SIGHUP: tls.reload() (keeps old on error)
+//! let tls = tls_files.map(|files| web::TlsHandle::load(files)).transpose()?;
+//! web::serve(tcp, tls.map(web::TlsHandshaker::new), router, web::Limits::for_this_process(), shutdown).await;
 //! ```
+//!
+//! `serve` owns the connections (cap, timeouts, graceful shutdown); `fds` sizes the cap from the
+//! open-file limit.
 
 use std::path::PathBuf;
 
 mod auth;
+pub mod fds;
+mod serve;
 mod tls;
 
 #[cfg(test)]
@@ -27,7 +27,8 @@ mod tests;
 mod tests_tls;
 
 pub use auth::{protect, require_basic_auth, BasicAuth, CHALLENGE, OPEN_PATH};
-pub use tls::{load_tls_config, TlsFiles, TlsHandle, TlsListener, HANDSHAKE_TIMEOUT};
+pub use serve::{serve, Limits, DRAIN_TIMEOUT, HEADER_READ_TIMEOUT, WRITE_STALL_TIMEOUT};
+pub use tls::{load_tls_config, TlsFiles, TlsHandle, TlsHandshaker, HANDSHAKE_TIMEOUT};
 
 /// Why the TLS files could not be used. Every message names the file(s).
 #[derive(Debug, thiserror::Error)]

@@ -4,12 +4,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use super::tests::test_router;
 use super::*;
@@ -62,17 +66,21 @@ impl Drop for TempTls {
 
 /// Serves the test router over TLS; send on the returned channel to shut down gracefully.
 async fn serve_tls(tls: TlsHandle, timeout: Duration) -> (SocketAddr, oneshot::Sender<()>) {
+    serve_tls_with(tls, timeout, Limits::for_this_process()).await
+}
+
+async fn serve_tls_with(
+    tls: TlsHandle,
+    timeout: Duration,
+    limits: Limits,
+) -> (SocketAddr, oneshot::Sender<()>) {
     let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let listener = TlsListener::with_handshake_timeout(tcp, tls, timeout).expect("listener");
-    let addr = axum::serve::Listener::local_addr(&listener).expect("addr");
+    let addr = tcp.local_addr().expect("addr");
+    let handshaker = TlsHandshaker::with_timeout(tls, timeout);
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, test_router())
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    tokio::spawn(serve(tcp, Some(handshaker), test_router(), limits, async {
+        let _ = stopped.await;
+    }));
     (addr, stop)
 }
 
@@ -203,23 +211,23 @@ async fn graceful_shutdown_closes_the_port() {
     .expect("load");
     let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = tcp.local_addr().expect("addr");
-    let listener = TlsListener::new(tcp, tls).expect("listener");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, test_router())
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(serve(
+        tcp,
+        Some(TlsHandshaker::new(tls)),
+        test_router(),
+        Limits::for_this_process(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     assert!(get_https(addr, 1).await.is_ok());
 
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("server stops")
-        .expect("join")
-        .expect("serve");
+        .expect("join");
     let mut refused = false;
     for _ in 0..50 {
         if TcpStream::connect(addr).await.is_err() {
@@ -229,4 +237,44 @@ async fn graceful_shutdown_closes_the_port() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "the TCP listener is closed after shutdown");
+}
+
+#[tokio::test]
+async fn a_connection_idle_after_the_handshake_is_closed_by_the_header_timeout() {
+    let tls = TlsHandle::load(TlsFiles {
+        cert: fixture("cert1.pem"),
+        key: fixture("key1.pem"),
+    })
+    .expect("load");
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(300),
+        ..Limits::for_this_process()
+    };
+    let (addr, _stop) = serve_tls_with(tls, HANDSHAKE_TIMEOUT, limits).await;
+
+    // A TLS client that completes the handshake and then sends nothing.
+    let pem = std::fs::read(fixture("cert1.pem")).expect("fixture");
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.expect("certificate")).expect("root");
+    }
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("the server closes an idle TLS connection after the header timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
 }

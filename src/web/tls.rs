@@ -1,16 +1,12 @@
-//! TLS for the HTTP server: rustls configs from PEM files, swapped on reload, and an
-//! `axum::serve::Listener` that handshakes concurrently, with a timeout, off the accept loop.
+//! TLS for the HTTP server: rustls configs from PEM files, swapped on reload, and the handshake
+//! of each accepted connection, with a timeout. Accepting and serving are `serve.rs`'s.
 
-use std::future::pending;
-use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio_rustls::rustls::crypto::aws_lc_rs;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -22,10 +18,6 @@ use super::WebError;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; beyond that, new TCP connections wait in the kernel backlog.
-const MAX_HANDSHAKES: usize = 1024;
-/// Completed handshakes waiting for the server to take them.
-const READY_QUEUE: usize = 64;
 
 /// The certificate chain and private key files (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,90 +130,42 @@ impl TlsHandle {
     }
 }
 
-/// TLS over a TCP listener, for `axum::serve(listener, router)`. A background task accepts TCP
-/// connections and runs each handshake in its own task (bounded by a timeout), so a slow or
-/// broken client never holds up others; failed handshakes are logged at debug and dropped.
-/// Dropping the listener (as `axum::serve` does on graceful shutdown) closes the TCP socket.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-    acceptor: JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Starts accepting on `tcp`; must be called inside a Tokio runtime.
-    pub fn new(tcp: TcpListener, tls: TlsHandle) -> io::Result<Self> {
-        Self::with_handshake_timeout(tcp, tls, HANDSHAKE_TIMEOUT)
-    }
-
-    pub fn with_handshake_timeout(
-        tcp: TcpListener,
-        tls: TlsHandle,
-        timeout: Duration,
-    ) -> io::Result<Self> {
-        let local_addr = tcp.local_addr()?;
-        let (sender, ready) = mpsc::channel(READY_QUEUE);
-        let acceptor = tokio::spawn(accept_loop(tcp, tls, sender, timeout));
-        Ok(TlsListener {
-            ready,
-            local_addr,
-            acceptor,
-        })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.acceptor.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accept loop never ends on its own; should it die, accept nothing more.
-            None => pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
-}
-
-async fn accept_loop(
-    mut tcp: TcpListener,
+/// Completes the TLS handshake of an accepted TCP connection within a timeout, with the config
+/// current at that moment. The server's accept loop (`serve.rs`) runs each handshake in the
+/// connection's own task, counted against the connection cap, so a slow or broken client never
+/// holds up others.
+#[derive(Clone)]
+pub struct TlsHandshaker {
     tls: TlsHandle,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
     timeout: Duration,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
-        };
-        // axum's TcpListener accept retries (and logs) accept errors itself.
-        let (stream, peer) = tokio::select! {
-            connection = axum::serve::Listener::accept(&mut tcp) => connection,
-            () = ready.closed() => return,
-        };
-        let acceptor = TlsAcceptor::from(tls.current());
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let handshake = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
-            drop(permit);
-            match handshake {
-                Ok(Ok(stream)) => {
-                    // Fails only when the server is gone; the connection is then dropped.
-                    let _ = ready.send((stream, peer)).await;
-                }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, ?timeout, "TLS handshake timed out"),
+}
+
+impl TlsHandshaker {
+    pub fn new(tls: TlsHandle) -> Self {
+        Self::with_timeout(tls, HANDSHAKE_TIMEOUT)
+    }
+
+    pub fn with_timeout(tls: TlsHandle, timeout: Duration) -> Self {
+        TlsHandshaker { tls, timeout }
+    }
+
+    /// The encrypted stream, or `None` (logged at debug) if the handshake failed or timed out.
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<TlsStream<TcpStream>> {
+        let acceptor = TlsAcceptor::from(self.tls.current());
+        match tokio::time::timeout(self.timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+                None
             }
-        });
+            Err(_) => {
+                tracing::debug!(%peer, timeout = ?self.timeout, "TLS handshake timed out");
+                None
+            }
+        }
     }
 }

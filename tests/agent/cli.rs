@@ -52,17 +52,27 @@ pub struct Agent {
 
 impl Agent {
     pub async fn start(config: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with(config, env, |_| {}).await
+    }
+
+    /// As [`Agent::start`], with `adjust` applied to the command first (e.g. a `pre_exec`).
+    pub async fn start_with(
+        config: &Path,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         let dir = TempDir::new("agent");
         let log = dir.0.join("stderr.log");
-        let child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["run", "--config"])
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("binary starts");
+            .stderr(std::fs::File::create(&log).unwrap());
+        adjust(&mut command);
+        let child = command.spawn().expect("binary starts");
         // The agent logs the address it bound.
         let mut addr = None;
         for _ in 0..100 {

@@ -5,6 +5,7 @@ mod cli;
 mod credentials;
 mod exposition;
 mod hardening_files;
+mod hardening_http;
 mod operations;
 mod prometheus;
 mod protected;
