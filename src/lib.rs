@@ -6,6 +6,7 @@ pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod controller;
+pub mod credential;
 pub mod demo;
 pub mod logging;
 pub mod metrics;

@@ -22,6 +22,9 @@ pub(crate) const DEFAULT_TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60
 pub(crate) const DEFAULT_TOKEN_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_TOKEN_MAX_AGE: Duration = Duration::from_secs(3600);
 pub(crate) const DEFAULT_SUBSCRIPTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+/// With OBF's 5 h tokens, a revocation the server does not apply to tokens already issued is
+/// still seen within an hour, for 24 token requests per credential per day instead of ~5.
+pub(crate) const DEFAULT_CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Which layer a value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,7 @@ pub(crate) struct Layer {
     token_min_interval: Slot<Duration>,
     token_max_age: Slot<Duration>,
     subscription_check_interval: Slot<Duration>,
+    credential_check_interval: Slot<Duration>,
     ca_file: Slot<PathBuf>,
 }
 
@@ -113,6 +117,8 @@ pub(crate) struct Settings {
     pub token_min_interval: Sourced<Duration>,
     pub token_max_age: Sourced<Duration>,
     pub subscription_check_interval: Duration,
+    /// `Duration::ZERO`: off.
+    pub credential_check_interval: Sourced<Duration>,
     pub ca_file: Option<Sourced<PathBuf>>,
 }
 
@@ -130,6 +136,7 @@ impl Layer {
             token_min_interval: Slot::Unset,
             token_max_age: Slot::Unset,
             subscription_check_interval: Slot::Unset,
+            credential_check_interval: Slot::Unset,
             ca_file: Slot::Unset,
         }
     }
@@ -183,6 +190,12 @@ impl Layer {
                 p,
                 duration,
             ),
+            credential_check_interval: t.slot(
+                "credential_check_interval",
+                &raw.credential_check_interval,
+                p,
+                duration,
+            ),
             ca_file: t.slot("ca_file", &raw.ca_file, p, pem_certificates),
         }
     }
@@ -232,6 +245,10 @@ impl Layer {
             &defaults.subscription_check_interval,
             DEFAULT_SUBSCRIPTION_CHECK_INTERVAL,
         );
+        let check = self.credential_check_interval.over_or(
+            &defaults.credential_check_interval,
+            DEFAULT_CREDENTIAL_CHECK_INTERVAL,
+        );
         let ca_file = self.ca_file.over(&defaults.ca_file, None);
 
         let pairs = Pairs {
@@ -239,6 +256,8 @@ impl Layer {
             jitter: jitter.as_ref(),
             margin: margin.as_ref(),
             max_age: max_age.as_ref(),
+            min_interval: min_interval.as_ref(),
+            check: check.as_ref(),
         };
         pairs.check(ctx, check_all, p);
 
@@ -253,6 +272,7 @@ impl Layer {
             token_min_interval: min_interval?,
             token_max_age: max_age?,
             subscription_check_interval: subscription?.value,
+            credential_check_interval: check?,
             ca_file: ca_file?,
         })
     }
@@ -298,10 +318,14 @@ struct Pairs<'a> {
     jitter: Option<&'a Sourced<Duration>>,
     margin: Option<&'a Sourced<Duration>>,
     max_age: Option<&'a Sourced<Duration>>,
+    min_interval: Option<&'a Sourced<Duration>>,
+    check: Option<&'a Sourced<Duration>>,
 }
 
 impl Pairs<'_> {
-    /// jitter < interval and token_refresh_margin < token_max_age. Unless `check_all`, a pair
+    /// jitter < interval, token_refresh_margin < token_max_age, and credential_check_interval
+    /// zero or at least token_min_interval (a check more often than requests are allowed
+    /// could never happen on time). Unless `check_all`, a pair
     /// is only checked when the org set one of its two values: pairs from `[defaults]` alone
     /// were checked once by [`Layer::check_defaults`].
     fn check(&self, ctx: &str, check_all: bool, p: &mut Problems) {
@@ -334,6 +358,22 @@ impl Pairs<'_> {
                         margin.source,
                         humantime::format_duration(max_age.value),
                         max_age.source
+                    ),
+                );
+            }
+        }
+        if let (Some(check), Some(min_interval)) = (self.check, self.min_interval) {
+            let on = !check.value.is_zero();
+            if on && check.value < min_interval.value && here(&check.source, &min_interval.source) {
+                p.at(
+                    ctx,
+                    format!(
+                        "credential_check_interval ({}, {}) must be at least token_min_interval \
+                         ({}, {}), or \"0s\" to turn the check off",
+                        humantime::format_duration(check.value),
+                        check.source,
+                        humantime::format_duration(min_interval.value),
+                        min_interval.source
                     ),
                 );
             }

@@ -9,6 +9,7 @@ const POLICY: TokenPolicy = TokenPolicy {
     refresh_margin: Duration::from_secs(60),
     min_interval: Duration::from_secs(10),
     max_age: Duration::from_secs(3600),
+    check_interval: Duration::ZERO,
 };
 const BUDGET: Duration = Duration::from_secs(10);
 
@@ -178,15 +179,15 @@ async fn a_rejection_marks_credentials_invalid_and_is_retried_at_a_later_run() {
         0 => Err(failure(Reason::Rejected)),
         _ => Ok(Some(Duration::from_secs(300))),
     });
-    assert_eq!(cache.snapshot().await, Snapshot::default());
+    assert_eq!(cache.snapshot(), Snapshot::default());
     let first = endpoint.acquire(&cache, None).await;
     assert!(first.token.is_none());
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(false));
+    assert_eq!(cache.snapshot().credentials_valid, Some(false));
     // A later run waits out the spacing (it fits the budget) and asks again.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = endpoint.acquire(&cache, None).await;
     assert!(later.token.is_some());
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
+    assert_eq!(cache.snapshot().credentials_valid, Some(true));
     assert_spaced(&endpoint.calls(), POLICY.min_interval);
 }
 
@@ -221,7 +222,7 @@ async fn transient_failures_leave_credential_validity_unchanged() {
     tokio::time::sleep(Duration::from_secs(40)).await;
     let failed = endpoint.acquire(&cache, None).await;
     assert!(failed.token.is_none());
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
+    assert_eq!(cache.snapshot().credentials_valid, Some(true));
 }
 
 #[tokio::test(start_paused = true)]
@@ -249,8 +250,8 @@ async fn without_expires_in_the_token_is_reused_up_to_max_age_less_the_margin() 
     let endpoint = FakeEndpoint::new(|_| Ok(None));
     endpoint.acquire(&cache, None).await;
     // The expiry is unknown: no gauge value is made up from the reuse cap.
-    assert_eq!(cache.snapshot().await.token_expires_at, None);
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
+    assert_eq!(cache.snapshot().token_expires_at, None);
+    assert_eq!(cache.snapshot().credentials_valid, Some(true));
     tokio::time::sleep(Duration::from_secs(3530)).await;
     assert!(endpoint.acquire(&cache, None).await.reused);
     tokio::time::sleep(Duration::from_secs(15)).await; // past 3600 - 60
@@ -263,8 +264,8 @@ async fn a_reset_drops_the_token_but_keeps_the_spacing() {
     let cache = TokenCache::new(POLICY);
     let endpoint = FakeEndpoint::lifetime(300);
     endpoint.acquire(&cache, None).await;
-    cache.reset(POLICY).await;
-    assert_eq!(cache.snapshot().await, Snapshot::default());
+    cache.reset(POLICY);
+    assert_eq!(cache.snapshot(), Snapshot::default());
     let after = endpoint.acquire(&cache, None).await;
     assert!(after.token.is_some() && !after.reused);
     assert_spaced(&endpoint.calls(), POLICY.min_interval);
@@ -360,13 +361,173 @@ async fn a_discarded_token_is_gone_but_a_newer_one_is_kept() {
     let cache = TokenCache::new(POLICY);
     let endpoint = FakeEndpoint::lifetime(300);
     let first = endpoint.acquire(&cache, None).await.token.unwrap();
-    cache.discard(first.generation).await;
-    assert_eq!(cache.snapshot().await.token_expires_at, None);
+    cache.discard(first.generation);
+    assert_eq!(cache.snapshot().token_expires_at, None);
     // The next caller asks for a new token, after the spacing.
     let second = endpoint.acquire(&cache, None).await.token.unwrap();
     assert!(second.generation > first.generation);
     assert_spaced(&endpoint.calls(), POLICY.min_interval);
     // Discarding an older generation leaves the newer token in hand.
-    cache.discard(first.generation).await;
-    assert!(cache.snapshot().await.token_expires_at.is_some());
+    cache.discard(first.generation);
+    assert!(cache.snapshot().token_expires_at.is_some());
+}
+
+const HOURLY: TokenPolicy = TokenPolicy {
+    check_interval: Duration::from_secs(3600),
+    ..POLICY
+};
+
+#[tokio::test(start_paused = true)]
+async fn a_token_older_than_the_check_interval_is_replaced_and_verified_again() {
+    let cache = TokenCache::new(HOURLY);
+    let endpoint = FakeEndpoint::lifetime(18_000);
+    endpoint.acquire(&cache, None).await;
+    let first_verified = cache.snapshot().last_verified.unwrap();
+    tokio::time::sleep(Duration::from_secs(3599)).await;
+    assert!(endpoint.acquire(&cache, None).await.reused);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let checked = endpoint.acquire(&cache, None).await;
+    assert!(!checked.reused);
+    assert_eq!(checked.token.unwrap().generation, 2);
+    assert_eq!(endpoint.calls().len(), 2);
+    // Wall time does not move under a paused clock, but the timestamp is written again.
+    assert!(cache.snapshot().last_verified.unwrap() >= first_verified);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_rejected_drops_the_token_and_marks_the_credentials_invalid() {
+    let cache = TokenCache::new(HOURLY);
+    let endpoint = FakeEndpoint::new(|n| match n {
+        0 => Ok(Some(Duration::from_secs(18_000))),
+        _ => Err(failure(Reason::Rejected)),
+    });
+    endpoint.acquire(&cache, None).await;
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    let checked = endpoint.acquire(&cache, None).await;
+    assert!(
+        checked.token.is_none(),
+        "the old token is not used after a rejection"
+    );
+    let snapshot = cache.snapshot();
+    assert_eq!(snapshot.credentials_valid, Some(false));
+    assert_eq!(snapshot.token_expires_at, None);
+    // The last acceptance stays what it was.
+    assert!(snapshot.last_verified.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_that_fails_transiently_keeps_the_token_and_the_state() {
+    let cache = TokenCache::new(HOURLY);
+    let endpoint = FakeEndpoint::new(|n| match n {
+        0 => Ok(Some(Duration::from_secs(18_000))),
+        _ => Err(failure(Reason::ServerError)),
+    });
+    endpoint.acquire(&cache, None).await;
+    let before = cache.snapshot();
+    tokio::time::sleep(Duration::from_secs(3601)).await;
+    let checked = endpoint.acquire(&cache, None).await;
+    assert!(checked.reused && checked.request.is_some());
+    assert_eq!(checked.token.unwrap().generation, 1);
+    assert_eq!(cache.snapshot(), before);
+    // Backoff as always: the next run reuses the token without asking.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(endpoint.acquire(&cache, None).await.request.is_none());
+    assert_eq!(endpoint.calls().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_policy_keeps_the_token_and_judges_it_by_the_new_rules() {
+    let cache = TokenCache::new(POLICY);
+    let endpoint = FakeEndpoint::lifetime(18_000);
+    endpoint.acquire(&cache, None).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    cache.set_policy(TokenPolicy {
+        check_interval: Duration::from_secs(300),
+        ..POLICY
+    });
+    assert!(cache.snapshot().credentials_valid.is_some());
+    assert!(!endpoint.acquire(&cache, None).await.reused);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_with_a_working_token_never_waits_behind_a_request() {
+    let cache = Arc::new(TokenCache::new(POLICY));
+    // The refresh request takes 5 s to answer.
+    let slow = FakeEndpoint::lifetime(300);
+    slow.acquire(&cache, None).await;
+    tokio::time::sleep(Duration::from_secs(250)).await; // inside the margin: a refresh is due
+    let (refresher, slow_cache) = (slow.clone(), cache.clone());
+    let refresh = tokio::spawn(async move {
+        slow_cache
+            .acquire(BUDGET, None, move || async move {
+                refresher.calls.lock().unwrap().push(Instant::now());
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(IssuedToken {
+                    access_token: SecretString::from("new"),
+                    expires_in: Some(Duration::from_secs(300)),
+                })
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await; // the refresh is in flight
+    let started = Instant::now();
+    let meanwhile = slow.acquire(&cache, None).await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "waited behind the request"
+    );
+    assert!(meanwhile.reused && meanwhile.request.is_none());
+    assert_eq!(meanwhile.token.unwrap().generation, 1);
+    assert_eq!(refresh.await.unwrap().token.unwrap().generation, 2);
+    assert_eq!(slow.calls().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_without_a_token_share_the_request_sleeping_for_the_spacing() {
+    let cache = Arc::new(TokenCache::new(POLICY));
+    let endpoint = FakeEndpoint::lifetime(300);
+    let first = endpoint.acquire(&cache, None).await.token.unwrap();
+    // One org saw the token refused and waits out the spacing for a fresh one.
+    let (waiter, waiting_cache) = (endpoint.clone(), cache.clone());
+    let replace =
+        tokio::spawn(async move { waiter.acquire(&waiting_cache, Some(first.generation)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Another org has no token either (it was dropped): it queues behind and shares the answer.
+    let started = Instant::now();
+    let shared = endpoint.acquire(&cache, None).await;
+    assert!(shared.reused && shared.token.unwrap().generation == 2);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(replace.await.unwrap().token.unwrap().generation, 2);
+    // A caller whose budget cannot cover the spacing learns so at once, instead of queueing
+    // behind the sleeping request until its budget runs out.
+    let (waiter, waiting_cache) = (endpoint.clone(), cache.clone());
+    let again = tokio::spawn(async move { waiter.acquire(&waiting_cache, Some(2)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    let short = cache
+        .acquire(Duration::from_secs(2), None, || async {
+            Err(failure(Reason::ServerError))
+        })
+        .await;
+    assert_eq!(short.withheld, Some(Withheld::NotYet));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(again.await.unwrap().token.unwrap().generation, 3);
+    assert_spaced(&endpoint.calls(), POLICY.min_interval);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_answer_is_published_for_the_orgs_of_the_credential() {
+    let cache = TokenCache::new(POLICY);
+    let published = cache.credential();
+    let endpoint = FakeEndpoint::new(|n| match n {
+        0 => Ok(Some(Duration::from_secs(300))),
+        _ => Err(failure(Reason::Rejected)),
+    });
+    endpoint.acquire(&cache, None).await;
+    assert_eq!(published.snapshot().credentials_valid, Some(true));
+    assert!(published.snapshot().token_expires_at.is_some());
+    assert!(published.snapshot().last_verified.is_some());
+    cache.credentials_changed();
+    assert_eq!(published.snapshot(), Snapshot::default());
 }
