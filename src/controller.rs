@@ -105,7 +105,9 @@ pub fn load(source: &ConfigSource, shard: Option<Shard>) -> Result<Config, Reloa
         ConfigSource::Fixed(config) => (**config).clone(),
     };
     if let Some(shard) = shard {
-        config.orgs.retain(|org| shard.owns(org.name.as_str()));
+        config
+            .orgs
+            .retain(|org| shard.owns(&org.host, &org.client_id));
     }
     Ok(config)
 }
