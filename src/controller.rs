@@ -182,6 +182,7 @@ impl Controller {
                 tracing::info!(
                     added = ?changes.added,
                     changed = ?changes.changed,
+                    relabelled = ?changes.relabelled,
                     removed = ?changes.removed,
                     unchanged = changes.unchanged,
                     "configuration reloaded"
