@@ -20,13 +20,14 @@ const EXPECTED: [&str; 5] = [
     "ObfSubscriptionEndingSoon",
     "ObfSubscriptionEndingVerySoon",
 ];
-const NOT_EXPECTED: [&str; 6] = [
+const NOT_EXPECTED: [&str; 7] = [
     "ObfExporterDown",
     "ObfExporterAbsent",
     "ObfConfigReloadFailed",
     "ObfRateLimited",
     "ObfProbesStale",
     "ObfTokenRefreshFailingTokenExpiring",
+    "ObfCredentialsUnverified",
 ];
 
 /// Kills Prometheus when the test ends, however it ends.
