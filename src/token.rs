@@ -92,7 +92,7 @@ pub enum Withheld {
     NotYet,
     /// The token endpoint rejected the credentials; they are retried at a later scheduled run.
     AfterRejection,
-    /// Another caller held the cache for longer than this call's wait budget.
+    /// Another caller's token request (spacing sleep and fetch) outlasted this call's wait budget.
     Busy,
 }
 
