@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use obf_exporter::metrics::{Metrics, OrgInfoLabels};
 use obf_exporter::reason::Reason;
-use obf_exporter::token::{IssuedToken, TokenCache, TokenPolicy};
+use obf_exporter::token::{IssuedToken, TokenCache, TokenFailure, TokenPolicy};
 use secrecy::SecretString;
 
 /// Runs `f` `iterations` times per sample and prints the median time per iteration.
@@ -29,9 +29,31 @@ fn measure(name: &str, samples: usize, iterations: u32, mut f: impl FnMut()) {
     println!("{name:<44} median {median:>12.3?} per iteration ({samples} samples x {iterations})");
 }
 
+const POLICY: TokenPolicy = TokenPolicy {
+    refresh_margin: Duration::from_secs(60),
+    min_interval: Duration::from_secs(10),
+    max_age: Duration::from_secs(3600),
+    check_interval: Duration::from_secs(3600),
+};
+
+async fn fetch() -> Result<IssuedToken, TokenFailure> {
+    Ok(IssuedToken {
+        access_token: SecretString::from("bench-token"),
+        expires_in: Some(Duration::from_secs(18_000)),
+    })
+}
+
 fn fleet(orgs: usize) -> Metrics {
     let metrics = Metrics::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
     for i in 0..orgs {
+        // One credential per org, with a token in hand, as after a successful first round.
+        let cache = TokenCache::new(POLICY);
+        runtime.block_on(cache.acquire(Duration::from_secs(1), None, fetch));
+        let credential = cache.credential();
         let org = metrics.add_org(
             OrgInfoLabels {
                 org: format!("org{i:05}"),
@@ -41,11 +63,10 @@ fn fleet(orgs: usize) -> Metrics {
                 custom: [("team".to_string(), "learning".to_string())].into(),
             },
             Duration::from_secs(60),
+            credential.clone(),
         );
         org.ping_succeeded(200, Duration::from_millis(40 + (i % 50) as u64));
         org.token_refreshed(Duration::from_millis(80), None);
-        org.set_credentials_valid(Some(true));
-        org.set_token_expiry(Some(std::time::SystemTime::now()));
         org.set_subscription_expiry(1_900_000_000);
         org.probe_finished(std::time::SystemTime::now());
         if i % 10 == 0 {
@@ -93,17 +114,7 @@ fn main() {
         .enable_time()
         .build()
         .expect("runtime");
-    let cache = TokenCache::new(TokenPolicy {
-        refresh_margin: Duration::from_secs(60),
-        min_interval: Duration::from_secs(10),
-        max_age: Duration::from_secs(3600),
-    });
-    let fetch = || async {
-        Ok(IssuedToken {
-            access_token: SecretString::from("bench-token"),
-            expires_in: Some(Duration::from_secs(18_000)),
-        })
-    };
+    let cache = TokenCache::new(POLICY);
     runtime.block_on(cache.acquire(Duration::from_secs(1), None, fetch));
     measure(
         "token cache hit (acquire, cached)",

@@ -29,23 +29,19 @@ use crate::token::{TokenCache, TokenPolicy};
 /// ~400 pings/s against an API answering in 150 ms.
 pub const MAX_PROBES_IN_FLIGHT: usize = 64;
 
-/// A token cache belongs to one client of one server: the server spaces token requests per client.
+/// A token cache belongs to one client of one server (normalised host, client_id): the server
+/// spaces token requests per client.
 type ClientKey = (String, String);
 
-/// Identifies the secret and token rules a cache was built for, without keeping the secret itself.
-fn settings_fingerprint(org: &OrgConfig) -> u64 {
+/// Identifies the credentials a cache was built for (secret and how it is sent), without keeping
+/// the secret itself. The token rules are not part of it: a change of rules keeps the token.
+fn credentials_fingerprint(org: &OrgConfig) -> u64 {
     static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
     let seed = SEED.get_or_init(Default::default);
     let mut hasher = seed.build_hasher();
     org.client_secret.expose_secret().hash(&mut hasher);
     org.auth.as_str().hash(&mut hasher);
-    (
-        org.token_refresh_margin,
-        org.token_min_interval,
-        org.token_max_age,
-    )
-        .hash(&mut hasher);
     hasher.finish()
 }
 
@@ -54,6 +50,7 @@ fn policy_of(org: &OrgConfig) -> TokenPolicy {
         refresh_margin: org.token_refresh_margin,
         min_interval: org.token_min_interval,
         max_age: org.token_max_age,
+        check_interval: org.credential_check_interval,
     }
 }
 
@@ -77,14 +74,16 @@ impl Shared {
         Ok(client)
     }
 
-    /// The client's cache, reset if its secret or token rules changed.
-    async fn cache(&mut self, org: &OrgConfig) -> Arc<TokenCache> {
-        let key = (org.host.clone(), org.client_id.clone());
-        let fingerprint = settings_fingerprint(org);
+    /// The client's cache, with the org's token rules; its token is dropped if the secret or
+    /// the auth mode changed.
+    fn cache(&mut self, org: &OrgConfig) -> Arc<TokenCache> {
+        let key = org.credential_key();
+        let fingerprint = credentials_fingerprint(org);
         match self.caches.get_mut(&key) {
             Some((cache, known)) => {
+                cache.set_policy(policy_of(org));
                 if *known != fingerprint {
-                    cache.reset(policy_of(org)).await;
+                    cache.credentials_changed();
                     *known = fingerprint;
                 }
                 cache.clone()
@@ -109,16 +108,11 @@ impl Shared {
         metrics: &Metrics,
     ) -> Result<Arc<Org>, BuildError> {
         let client = self.client(config)?;
-        let cache = self.cache(config).await;
+        let cache = self.cache(config);
         let org_metrics = metrics.add_org(
-            OrgInfoLabels {
-                org: config.name.to_string(),
-                client_id: config.client_id.clone(),
-                host: config.host.clone(),
-                api: config.api.as_str().to_string(),
-                custom: config.labels.clone(),
-            },
+            info_labels(config),
             planned_interval(&config.schedule),
+            cache.credential(),
         );
         Ok(Arc::new(Org::new(
             config.clone(),
@@ -126,6 +120,16 @@ impl Shared {
             cache,
             client,
         )))
+    }
+}
+
+fn info_labels(config: &OrgConfig) -> OrgInfoLabels {
+    OrgInfoLabels {
+        org: config.name.to_string(),
+        client_id: config.client_id.clone(),
+        host: config.host.clone(),
+        api: config.api.as_str().to_string(),
+        custom: config.labels.clone(),
     }
 }
 
@@ -180,6 +184,8 @@ pub type OrgList = Arc<RwLock<BTreeMap<String, Arc<Org>>>>;
 pub struct Changes {
     pub added: Vec<String>,
     pub changed: Vec<String>,
+    /// Only `labels` changed: `obf_org_info` was updated, the org kept running as it was.
+    pub relabelled: Vec<String>,
     pub removed: Vec<String>,
     pub unchanged: usize,
 }
@@ -221,7 +227,8 @@ impl Agent {
     }
 
     /// Makes the running orgs those of `config`: unchanged orgs keep their task, schedule phase
-    /// and token; changed orgs restart their schedule; removed orgs stop and lose their series;
+    /// and token; orgs whose labels alone changed too (only `obf_org_info` and the status page
+    /// see the new labels); changed orgs restart their schedule; removed orgs stop and lose their series;
     /// new and changed orgs start now (a large batch ramps up: `spread_plans`). Waits for the runs
     /// in progress of stopped orgs to finish.
     pub async fn apply(&mut self, config: &Config) -> Result<Changes, BuildError> {
@@ -236,6 +243,9 @@ impl Agent {
                 Some(running) if running.org.config.same_settings(org_config) => {
                     changes.unchanged += 1;
                 }
+                Some(running) if running.org.config.same_except_labels(org_config) => {
+                    changes.relabelled.push(name.to_string());
+                }
                 existing => {
                     match existing {
                         Some(_) => changes.changed.push(name.to_string()),
@@ -243,6 +253,23 @@ impl Agent {
                     }
                     starting.push(self.shared.build(org_config, &self.metrics).await?);
                 }
+            }
+        }
+
+        for name in &changes.relabelled {
+            if let (Some(running), Some(config)) =
+                (self.running.get_mut(name), wanted.get(name.as_str()))
+            {
+                let org = &running.org;
+                // The same series record and credential, with the new `obf_org_info` labels.
+                self.metrics.add_org(
+                    info_labels(config),
+                    planned_interval(&org.config.schedule),
+                    org.tokens.credential(),
+                );
+                // The task keeps probing with the org it has (labels play no part in a probe);
+                // the published org, which the status page and the next reload read, has them.
+                running.org = Arc::new(org.relabelled(config.labels.clone()));
             }
         }
 

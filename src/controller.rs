@@ -158,7 +158,9 @@ pub fn load(source: &ConfigSource, shard: Option<Shard>) -> Result<Config, Reloa
         ConfigSource::Fixed(config) => (**config).clone(),
     };
     if let Some(shard) = shard {
-        config.orgs.retain(|org| shard.owns(org.name.as_str()));
+        config
+            .orgs
+            .retain(|org| shard.owns(&org.host, &org.client_id));
     }
     Ok(config)
 }
@@ -240,6 +242,7 @@ impl Controller {
                 tracing::info!(
                     added = ?changes.added,
                     changed = ?changes.changed,
+                    relabelled = ?changes.relabelled,
                     removed = ?changes.removed,
                     unchanged = changes.unchanged,
                     "configuration reloaded"

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod controller;
+pub mod credential;
 pub mod demo;
 pub mod logging;
 pub mod metrics;

@@ -19,6 +19,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::credential::CredentialState;
 pub use org::OrgMetrics;
 #[cfg(test)]
 pub(crate) use scrape::test_fleet;
@@ -73,6 +74,8 @@ struct OrgEntry {
     metrics: Arc<OrgMetrics>,
     /// The labels of `obf_org_info`, ready to write.
     info: Arc<str>,
+    /// The credential's state, shared with the other orgs of the credential.
+    credential: Arc<CredentialState>,
 }
 
 impl OrgEntry {
@@ -80,6 +83,7 @@ impl OrgEntry {
         ScrapeOrg {
             metrics: self.metrics.clone(),
             info: self.info.clone(),
+            credential: self.credential.clone(),
         }
     }
 }
@@ -171,14 +175,22 @@ impl Metrics {
     }
 
     /// The series of an org: created with its `result` counters at 0, or the existing ones (a
-    /// reload that changed the org keeps its counters), with `info` and `interval` updated.
-    pub fn add_org(&self, info: OrgInfoLabels, interval: Duration) -> Arc<OrgMetrics> {
+    /// reload that changed the org keeps its counters), with `info`, `interval` and the
+    /// credential whose gauges it shows updated.
+    pub fn add_org(
+        &self,
+        info: OrgInfoLabels,
+        interval: Duration,
+        credential: Arc<CredentialState>,
+    ) -> Arc<OrgMetrics> {
         let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
         let entry = orgs.entry(info.org.clone()).or_insert_with(|| OrgEntry {
             metrics: Arc::new(OrgMetrics::new(&info.org)),
             info: Arc::from(""),
+            credential: credential.clone(),
         });
         entry.info = info.render().into();
+        entry.credential = credential;
         entry.metrics.set_interval(interval);
         entry.metrics.clone()
     }

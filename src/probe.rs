@@ -54,6 +54,8 @@ pub struct ProbeReport {
     pub token_failure: Option<Reason>,
     pub token_expires_at: Option<f64>,
     pub credentials_valid: Option<bool>,
+    /// Unix seconds the token endpoint last accepted the credentials.
+    pub credentials_last_verified: Option<f64>,
     pub subscription_ends: Option<i64>,
     /// Unix seconds.
     pub finished_at: f64,
@@ -126,6 +128,7 @@ impl PastResult {
             token_failure: self.token_failure,
             token_expires_at: None,
             credentials_valid: self.credentials_valid,
+            credentials_last_verified: None,
             subscription_ends: None,
             finished_at: self.finished_at,
             detail: None,
@@ -139,7 +142,8 @@ pub struct Org {
     pub metrics: Arc<OrgMetrics>,
     pub tokens: Arc<TokenCache>,
     pub client: ObfClient,
-    state: Mutex<OrgState>,
+    /// Shared with a relabelled copy of this org (see [`Org::relabelled`]).
+    state: Arc<Mutex<OrgState>>,
 }
 
 impl Org {
@@ -154,7 +158,21 @@ impl Org {
             metrics,
             tokens,
             client,
-            state: Mutex::new(OrgState::default()),
+            state: Arc::default(),
+        }
+    }
+
+    /// This org with other `labels`, sharing everything that runs (history, health, token
+    /// cache, series): a reload that changed only labels swaps it in without a restart.
+    pub fn relabelled(&self, labels: std::collections::BTreeMap<String, String>) -> Self {
+        let mut config = self.config.clone();
+        config.labels = labels;
+        Org {
+            config,
+            metrics: self.metrics.clone(),
+            tokens: self.tokens.clone(),
+            client: self.client.clone(),
+            state: self.state.clone(),
         }
     }
 
@@ -201,6 +219,7 @@ impl Org {
             token_failure: None,
             token_expires_at: None,
             credentials_valid: None,
+            credentials_last_verified: None,
             subscription_ends: None,
             finished_at: 0.0,
             detail: None,
@@ -264,17 +283,13 @@ impl Org {
         }
     }
 
-    /// The gauges read from the token cache, the finish time, the log and the history.
+    /// The credential's state as the gauges show it, the finish time, the log and the history.
     async fn finish(&self, report: &mut ProbeReport) {
-        let snapshot = self.tokens.snapshot().await;
-        // Unknown only until the endpoint answers the credentials in hand (new, or changed by a
-        // reload); transient failures keep the last answer in the cache.
-        self.metrics
-            .set_credentials_valid(snapshot.credentials_valid);
-        // The gauge shows the token in hand: none after a rejection or a refused token.
-        self.metrics.set_token_expiry(snapshot.token_expires_at);
+        // The credential gauges read the same state live: the report agrees with them.
+        let snapshot = self.tokens.snapshot();
         report.token_expires_at = snapshot.token_expires_at.map(crate::metrics::unix_seconds);
         report.credentials_valid = snapshot.credentials_valid;
+        report.credentials_last_verified = snapshot.last_verified.map(crate::metrics::unix_seconds);
         let finished = SystemTime::now();
         self.metrics.probe_finished(finished);
         report.finished_at = crate::metrics::unix_seconds(finished);
@@ -297,7 +312,7 @@ impl Org {
         if !(refused && reused) {
             self.fail_ping(failure, report);
             if refused {
-                self.tokens.discard(token.generation).await;
+                self.tokens.discard(token.generation);
                 return None;
             }
             return Some(token);
@@ -312,7 +327,7 @@ impl Org {
                         let refused = matches!(failure.status, Some(401 | 403));
                         self.fail_ping(failure, report);
                         if refused {
-                            self.tokens.discard(fresh.generation).await;
+                            self.tokens.discard(fresh.generation);
                             return None;
                         }
                         Some(fresh)

@@ -1,19 +1,27 @@
 //! The token cache: one per credential (host + client_id), shared by the orgs that use it.
 //!
-//! It owns every rule about *when* a token may be requested: reuse until shortly before expiry, at
-//! most one request in flight, never two requests closer than `token_min_interval`, backoff after
-//! 429 / 5xx / network errors, and no retry after a rejection until a later scheduled run. It does
-//! not know how a token is fetched (the caller passes the fetch) nor anything about metrics.
+//! It owns every rule about *when* a token may be requested: reuse until shortly before expiry (or
+//! until `credential_check_interval` after it was obtained), at most one request in flight,
+//! never two requests closer than `token_min_interval`, backoff after 429 / 5xx / network
+//! errors, and no retry after a rejection until a later scheduled run; the rules themselves are
+//! the pure [`decision::decide`]. It publishes what it learns about the credential in a
+//! [`CredentialState`] every org of the credential reads. It does not know how a token is
+//! fetched (the caller passes the fetch) nor anything about metrics.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::reason::Reason;
+use crate::credential::CredentialState;
+pub use crate::credential::Snapshot;
 use crate::{clock, random};
+use crate::reason::Reason;
+use decision::{CachedToken, Decision, State};
+
+mod decision;
 
 /// Backoff never grows past this.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -28,6 +36,9 @@ pub struct TokenPolicy {
     pub refresh_margin: Duration,
     pub min_interval: Duration,
     pub max_age: Duration,
+    /// `credential_check_interval`: a token obtained longer ago than this is replaced, to
+    /// verify the credentials again; zero turns it off.
+    pub check_interval: Duration,
 }
 
 /// What the token endpoint answered with on success.
@@ -81,7 +92,7 @@ pub enum Withheld {
     NotYet,
     /// The token endpoint rejected the credentials; they are retried at a later scheduled run.
     AfterRejection,
-    /// Another caller held the cache for longer than this call's wait budget.
+    /// Another caller's token request (spacing sleep and fetch) outlasted this call's wait budget.
     Busy,
 }
 
@@ -98,100 +109,89 @@ pub struct Acquired {
     pub withheld: Option<Withheld>,
 }
 
-/// What the cache knows for the gauges: `None` means nothing to say yet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub credentials_valid: Option<bool>,
-    pub token_expires_at: Option<SystemTime>,
-}
-
-struct CachedToken {
-    token: Token,
-    /// Reuse ends here (monotonic).
-    refresh_at: Instant,
-    /// The token is expected to be refused from here on.
-    valid_until: Instant,
-}
-
-struct State {
-    policy: TokenPolicy,
-    token: Option<CachedToken>,
-    last_request: Option<Instant>,
-    backoff_until: Option<Instant>,
-    backoff_step: u32,
-    /// When the token endpoint last rejected the credentials (cleared by a success).
-    rejected_at: Option<Instant>,
-    credentials_valid: Option<bool>,
-    generation: u64,
-}
-
-impl State {
-    fn spacing_ends(&self) -> Option<Instant> {
-        self.last_request
-            .map(|at| clock::after(at, self.policy.min_interval))
-    }
-
-    fn usable(&self, now: Instant) -> Option<&CachedToken> {
-        self.token.as_ref().filter(|t| now < t.valid_until)
-    }
-}
-
 /// One credential's token, and the rules for getting a new one.
+///
+/// Two locks: `state`, a short synchronous lock never held across an await (every caller that
+/// can be served from the cache is served under it alone), and `request`, the one request slot,
+/// held by the caller that sends a request across the spacing sleep and the fetch. Callers with
+/// no working token queue on the slot and so share the answer of the request ahead of them;
+/// callers with a working token never wait for it.
 pub struct TokenCache {
-    state: Mutex<State>,
+    state: StdMutex<State>,
+    request: tokio::sync::Mutex<()>,
+    /// What the orgs of this credential show; written under `state`.
+    published: Arc<CredentialState>,
 }
 
 impl TokenCache {
     pub fn new(policy: TokenPolicy) -> Self {
         TokenCache {
-            state: Mutex::new(State {
-                policy,
-                token: None,
-                last_request: None,
-                backoff_until: None,
-                backoff_step: 0,
-                rejected_at: None,
-                credentials_valid: None,
-                generation: 0,
-            }),
+            state: StdMutex::new(State::new(policy)),
+            request: tokio::sync::Mutex::new(()),
+            published: Arc::default(),
         }
     }
 
-    /// New credentials or rules for the same client (a reload rotated the secret): the token in
-    /// hand is dropped, but the spacing and backoff of past requests still apply, because the
-    /// server counts requests per client, whatever secret they carried.
-    pub async fn reset(&self, policy: TokenPolicy) {
-        let mut state = self.state.lock().await;
-        state.policy = policy;
+    /// The published state of this credential, for the orgs' gauges, reports and status rows.
+    pub fn credential(&self) -> Arc<CredentialState> {
+        self.published.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change under this lock is a few field writes with no await and no call out, so
+        // a panic cannot leave it half-changed.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, state: &State) {
+        self.published.publish(&state.snapshot());
+    }
+
+    /// New rules for the same credentials (a reload changed `token_*` or
+    /// `credential_check_interval`): the token in hand is kept and judged by the new rules.
+    pub fn set_policy(&self, policy: TokenPolicy) {
+        self.lock().policy = policy;
+    }
+
+    /// The credentials changed (a reload rotated the secret or the auth mode; later, a secret
+    /// file that changed): the token in hand is dropped and nothing is said about the new
+    /// credentials until the endpoint answers them, but the spacing and backoff of past
+    /// requests still apply, because the server counts requests per client, whatever secret
+    /// they carried. A request in flight with the old secret may still land; its answer is
+    /// about the old secret and is applied as any other (the next run corrects it).
+    pub fn credentials_changed(&self) {
+        let mut state = self.lock();
         state.token = None;
         state.credentials_valid = None;
+        state.last_verified = None;
         state.rejected_at = None;
+        self.publish(&state);
+    }
+
+    /// [`TokenCache::set_policy`] and [`TokenCache::credentials_changed`] at once.
+    pub fn reset(&self, policy: TokenPolicy) {
+        self.set_policy(policy);
+        self.credentials_changed();
     }
 
     /// Forgets token `generation` if it is still the one in hand: the API refused it even fresh,
     /// so it is not shown as the token in hand. The next run asks for a new one (spacing applies).
-    pub async fn discard(&self, generation: u64) {
-        let mut state = self.state.lock().await;
-        if state.token.as_ref().map(|t| t.token.generation) == Some(generation) {
-            state.token = None;
+    pub fn discard(&self, generation: u64) {
+        let mut state = self.lock();
+        if state.forget(Some(generation)) {
+            self.publish(&state);
         }
     }
 
-    /// Credential validity and token expiry, for the gauges.
-    pub async fn snapshot(&self) -> Snapshot {
-        let state = self.state.lock().await;
-        Snapshot {
-            credentials_valid: state.credentials_valid,
-            token_expires_at: state.token.as_ref().and_then(|t| t.token.expires_at),
-        }
+    /// Credential validity, token expiry and last verification, for the gauges.
+    pub fn snapshot(&self) -> Snapshot {
+        self.published.snapshot()
     }
 
     /// Hands out a token: the cached one while it is fresh, else a new one from `fetch` when the
-    /// rules allow a request. Waits for the spacing between requests only if that wait fits in
-    /// `wait_budget`. `replace` names a token generation the caller saw refused: it is dropped and a
-    /// newer token is required.
-    ///
-    /// Callers are served one at a time, so concurrent callers share one request's result.
+    /// rules allow a request (see [`decision::decide`]). Waits for the spacing between requests,
+    /// or for another caller's request, only if that fits in `wait_budget`. `replace` names a
+    /// token generation the caller saw refused: it is dropped and a newer token is required.
     pub async fn acquire<F, Fut>(
         &self,
         wait_budget: Duration,
@@ -204,70 +204,71 @@ impl TokenCache {
     {
         let called_at = Instant::now();
         let deadline = clock::after(called_at, wait_budget);
-        let Ok(mut state) = tokio::time::timeout_at(deadline, self.state.lock()).await else {
-            return withheld(Withheld::Busy);
+        let decide = || {
+            let mut state = self.lock();
+            if state.forget(replace) {
+                self.publish(&state);
+            }
+            decision::decide(&state, Instant::now(), called_at, deadline, replace)
         };
 
-        let now = Instant::now();
-        if let Some(refused) = replace {
-            let current = state.token.as_ref().map(|t| t.token.generation);
-            if current == Some(refused) {
-                state.token = None;
-            } else if current > Some(refused) {
-                // Another caller already replaced the refused token: that one is fresh.
-                if let Some(cached) = state.usable(now) {
-                    return reused(cached.token.clone());
+        let slot = match decide() {
+            Decision::Reuse(token) => return reused(token),
+            Decision::Withhold(why) => return withheld(why),
+            Decision::RequestNow {
+                meanwhile: Some(token),
+            } => match self.request.try_lock() {
+                Ok(slot) => slot,
+                // Someone is already asking: the token in hand still works.
+                Err(_) => return reused(token),
+            },
+            Decision::RequestNow { meanwhile: None } | Decision::RequestAt(_) => {
+                match tokio::time::timeout_at(deadline, self.request.lock()).await {
+                    Ok(slot) => slot,
+                    Err(_) => return withheld(Withheld::Busy),
                 }
             }
-        }
-
-        if let Some(cached) = state.token.as_ref().filter(|t| now < t.refresh_at) {
-            return reused(cached.token.clone());
-        }
-
-        if state.backoff_until.is_some_and(|until| until > now) {
-            // In backoff: keep using a token that still works, else report none.
-            return match state.usable(now) {
-                Some(cached) => reused(cached.token.clone()),
-                None => withheld(Withheld::NotYet),
-            };
-        }
-        if let Some(ends) = state.spacing_ends().filter(|e| *e > now) {
-            if let Some(cached) = state.usable(now) {
-                return reused(cached.token.clone());
-            }
-            // A rejection this caller waited behind is its answer too: asking again within the
-            // same round would only repeat it. An earlier one is retried at this scheduled run.
-            if state.rejected_at.is_some_and(|at| at >= called_at) {
-                return withheld(Withheld::AfterRejection);
-            }
-            if ends > deadline {
-                return withheld(Withheld::NotYet);
-            }
-            tokio::time::sleep_until(ends).await;
+        };
+        // The request ahead of this caller may have answered it already.
+        match decide() {
+            Decision::Reuse(token) => return reused(token),
+            Decision::Withhold(why) => return withheld(why),
+            Decision::RequestNow { .. } => {}
+            Decision::RequestAt(at) => tokio::time::sleep_until(at).await,
         }
 
         let sent_at = Instant::now();
         let sent_wall = SystemTime::now();
         // Recorded before the await too: if the caller is dropped mid-request (a client hanging up
         // on /probe), the request may still have reached the server.
-        state.last_request = Some(sent_at);
+        self.lock().last_request = Some(sent_at);
         let result = fetch().await;
         let duration = sent_at.elapsed();
+        let acquired = self.record(result, sent_at, sent_wall, duration);
+        drop(slot);
+        acquired
+    }
+
+    /// Applies the answer of a request sent at `sent_at`.
+    fn record(
+        &self,
+        result: Result<IssuedToken, TokenFailure>,
+        sent_at: Instant,
+        sent_wall: SystemTime,
+        duration: Duration,
+    ) -> Acquired {
+        let mut state = self.lock();
+        let now = Instant::now();
         // The spacing counts from the answer, not the send: the server issued the token somewhere
         // in between, and counting from the send could land a retry inside its ten seconds.
-        state.last_request = Some(Instant::now());
-        match result {
+        state.last_request = Some(now);
+        let failure = match result {
             Ok(issued) => {
-                let policy = state.policy;
                 // Absurd lifetimes (a broken server) must not overflow the clock arithmetic.
                 let lifetime = issued
                     .expires_in
-                    .unwrap_or(policy.max_age)
+                    .unwrap_or(state.policy.max_age)
                     .min(MAX_TOKEN_LIFETIME);
-                // A token shorter-lived than the margin would never be reused: refresh halfway.
-                let margin = policy.refresh_margin.min(lifetime / 2);
-                let reuse_for = lifetime.saturating_sub(margin);
                 state.generation += 1;
                 let token = Token {
                     access_token: issued.access_token,
@@ -278,14 +279,16 @@ impl TokenCache {
                 };
                 state.token = Some(CachedToken {
                     token: token.clone(),
-                    refresh_at: clock::after(sent_at, reuse_for),
-                    valid_until: clock::after(sent_at, lifetime),
+                    obtained_at: sent_at,
+                    lifetime,
                 });
                 state.backoff_until = None;
                 state.backoff_step = 0;
                 state.rejected_at = None;
                 state.credentials_valid = Some(true);
-                Acquired {
+                state.last_verified = Some(SystemTime::now());
+                self.publish(&state);
+                return Acquired {
                     token: Some(token),
                     reused: false,
                     request: Some(RequestRecord {
@@ -293,48 +296,40 @@ impl TokenCache {
                         result: Ok(()),
                     }),
                     withheld: None,
-                }
+                };
             }
-            Err(failure) => {
-                let now = Instant::now();
-                match failure.reason {
-                    Reason::Rejected => {
-                        state.rejected_at = Some(now);
-                        state.credentials_valid = Some(false);
-                        state.token = None;
-                    }
-                    _ => {
-                        let min_interval = state.policy.min_interval;
-                        let delay = match failure.retry_after {
-                            // Honoured, but capped: a proxy saying "come back tomorrow" must not
-                            // silence a credential for a day. Not `clamp`: it panics when
-                            // token_min_interval is over the cap, and the spacing wins then.
-                            Some(retry_after) => retry_after.min(MAX_RETRY_AFTER).max(min_interval),
-                            None => backoff_delay(min_interval, state.backoff_step),
-                        };
-                        state.backoff_step = state.backoff_step.saturating_add(1);
-                        state.backoff_until = Some(clock::after(now, delay));
-                    }
-                }
-                let request = Some(RequestRecord {
-                    duration,
-                    result: Err(failure),
-                });
-                match state.usable(now) {
-                    Some(cached) => Acquired {
-                        token: Some(cached.token.clone()),
-                        reused: true,
-                        request,
-                        withheld: None,
-                    },
-                    None => Acquired {
-                        token: None,
-                        reused: false,
-                        request,
-                        withheld: None,
-                    },
-                }
+            Err(failure) => failure,
+        };
+        match failure.reason {
+            Reason::Rejected => {
+                state.rejected_at = Some(now);
+                state.credentials_valid = Some(false);
+                state.token = None;
             }
+            _ => {
+                let min_interval = state.policy.min_interval;
+                let delay = match failure.retry_after {
+                    // Honoured, but capped: a proxy saying "come back tomorrow" must not
+                    // silence a credential for a day.
+                    // Not `clamp`: it panics when token_min_interval is over the cap; the spacing wins then.
+                    Some(retry_after) => retry_after.min(MAX_RETRY_AFTER).max(min_interval),
+                    None => backoff_delay(min_interval, state.backoff_step),
+                };
+                state.backoff_step = state.backoff_step.saturating_add(1);
+                state.backoff_until = Some(clock::after(now, delay));
+            }
+        }
+        self.publish(&state);
+        // A transient failure changes nothing else: a token that still works stays in use.
+        let token = state.usable(now).map(|cached| cached.token.clone());
+        Acquired {
+            reused: token.is_some(),
+            token,
+            request: Some(RequestRecord {
+                duration,
+                result: Err(failure),
+            }),
+            withheld: None,
         }
     }
 }

@@ -184,6 +184,9 @@ pub struct OrgConfig {
     pub token_max_age: Duration,
     /// `Duration::ZERO` disables the subscription check.
     pub subscription_check_interval: Duration,
+    /// A token obtained longer ago than this is replaced, to verify the credentials;
+    /// `Duration::ZERO` turns that off.
+    pub credential_check_interval: Duration,
     pub ca_file: Option<CaFile>,
     pub client_id: String,
     pub client_secret: SecretString,
@@ -196,6 +199,11 @@ impl OrgConfig {
     /// True when every setting, the secret included, is the same: a reload can keep this
     /// org's running state (token cache, schedule) as it is.
     pub fn same_settings(&self, other: &Self) -> bool {
+        self.same_except_labels(other) && self.labels == other.labels
+    }
+
+    /// True when nothing but `labels` may differ: a reload then only relabels `obf_org_info`.
+    pub fn same_except_labels(&self, other: &Self) -> bool {
         self.name == other.name
             && self.host == other.host
             && self.api == other.api
@@ -207,11 +215,17 @@ impl OrgConfig {
             && self.token_min_interval == other.token_min_interval
             && self.token_max_age == other.token_max_age
             && self.subscription_check_interval == other.subscription_check_interval
+            && self.credential_check_interval == other.credential_check_interval
             && self.ca_file == other.ca_file
             && self.client_id == other.client_id
             && self.client_secret.expose_secret() == other.client_secret.expose_secret()
             && self.secret_source == other.secret_source
-            && self.labels == other.labels
+    }
+
+    /// The credential this org uses: its token cache, its `--shard` and its 10 s budget belong
+    /// to it. The host is normalised (two spellings of one server are one credential).
+    pub fn credential_key(&self) -> (String, String) {
+        (self.host.clone(), self.client_id.clone())
     }
 }
 

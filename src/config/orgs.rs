@@ -62,6 +62,7 @@ pub(crate) fn validate(
                     token_min_interval: s.token_min_interval.value,
                     token_max_age: s.token_max_age.value,
                     subscription_check_interval: s.subscription_check_interval,
+                    credential_check_interval: s.credential_check_interval.value,
                     ca_file: s.ca_file.map(|c| c.value),
                     client_id,
                     client_secret: secret,
@@ -171,6 +172,9 @@ fn check_shared_tokens(orgs: &[(usize, OrgConfig)], p: &mut Problems) {
         }
         if org.token_max_age != other.token_max_age {
             differ.push("token_max_age");
+        }
+        if org.credential_check_interval != other.credential_check_interval {
+            differ.push("credential_check_interval");
         }
         if org.ca_file != other.ca_file {
             differ.push("ca_file");

@@ -53,6 +53,7 @@ pub struct RawSettings {
     pub token_min_interval: Option<String>,
     pub token_max_age: Option<String>,
     pub subscription_check_interval: Option<String>,
+    pub credential_check_interval: Option<String>,
     pub ca_file: Option<String>,
 }
 
@@ -81,6 +82,7 @@ pub struct RawOrg {
     pub token_min_interval: Option<String>,
     pub token_max_age: Option<String>,
     pub subscription_check_interval: Option<String>,
+    pub credential_check_interval: Option<String>,
     pub ca_file: Option<String>,
 }
 
@@ -99,6 +101,7 @@ impl RawOrg {
             token_min_interval: self.token_min_interval.clone(),
             token_max_age: self.token_max_age.clone(),
             subscription_check_interval: self.subscription_check_interval.clone(),
+            credential_check_interval: self.credential_check_interval.clone(),
             ca_file: self.ca_file.clone(),
         }
     }
@@ -112,7 +115,7 @@ const fn s(name: &'static str) -> Field {
 }
 
 /// Keys of `[defaults]`, also accepted in every `[[org]]`.
-const SETTINGS: [Field; 12] = [
+const SETTINGS: [Field; 13] = [
     s("host"),
     s("api"),
     s("auth"),
@@ -125,9 +128,10 @@ const SETTINGS: [Field; 12] = [
     s("token_max_age"),
     s("subscription_check_interval"),
     s("ca_file"),
+    s("credential_check_interval"),
 ];
 
-const ORG: [Field; 18] = [
+const ORG: [Field; 19] = [
     s("name"),
     s("client_id"),
     s("client_secret_file"),
@@ -149,6 +153,7 @@ const ORG: [Field; 18] = [
     SETTINGS[9],
     SETTINGS[10],
     SETTINGS[11],
+    SETTINGS[12],
 ];
 
 const WEB: [Field; 3] = [

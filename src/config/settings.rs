@@ -24,6 +24,9 @@ pub(crate) const DEFAULT_TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60
 pub(crate) const DEFAULT_TOKEN_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_TOKEN_MAX_AGE: Duration = Duration::from_secs(3600);
 pub(crate) const DEFAULT_SUBSCRIPTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+/// With OBF's 5 h tokens, a revocation the server does not apply to tokens already issued is
+/// still seen within an hour, for 24 token requests per credential per day instead of ~5.
+pub(crate) const DEFAULT_CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The longest value any duration key accepts: 365 days. A longer interval or timeout cannot be
 /// meant (a yearly probe already means "never"), and the bound keeps every deadline the agent
@@ -68,6 +71,12 @@ const TOKEN_MAX_AGE_BOUNDS: Bounds = Bounds {
 /// `subscription_check_interval`: "0s" turns the check off; otherwise at least a second, like
 /// `interval` (the check runs at most once per run anyway).
 const SUBSCRIPTION_BOUNDS: Bounds = Bounds {
+    min: Duration::from_secs(1),
+    zero_ok: true,
+};
+/// `credential_check_interval`: "0s" turns the check off; when on, it must also be at least
+/// `token_min_interval` (checked across keys).
+const CREDENTIAL_CHECK_BOUNDS: Bounds = Bounds {
     min: Duration::from_secs(1),
     zero_ok: true,
 };
@@ -145,6 +154,7 @@ pub(crate) struct Layer {
     token_min_interval: Slot<Duration>,
     token_max_age: Slot<Duration>,
     subscription_check_interval: Slot<Duration>,
+    credential_check_interval: Slot<Duration>,
     ca_file: Slot<CaFile>,
 }
 
@@ -168,6 +178,8 @@ pub(crate) struct Settings {
     pub token_min_interval: Sourced<Duration>,
     pub token_max_age: Sourced<Duration>,
     pub subscription_check_interval: Duration,
+    /// `Duration::ZERO`: off.
+    pub credential_check_interval: Sourced<Duration>,
     pub ca_file: Option<Sourced<CaFile>>,
 }
 
@@ -185,6 +197,7 @@ impl Layer {
             token_min_interval: Slot::Unset,
             token_max_age: Slot::Unset,
             subscription_check_interval: Slot::Unset,
+            credential_check_interval: Slot::Unset,
             ca_file: Slot::Unset,
         }
     }
@@ -237,6 +250,12 @@ impl Layer {
                 p,
                 |v| bounded(v, SUBSCRIPTION_BOUNDS),
             ),
+            credential_check_interval: t.slot(
+                "credential_check_interval",
+                &raw.credential_check_interval,
+                p,
+                |v| bounded(v, CREDENTIAL_CHECK_BOUNDS),
+            ),
             ca_file: t.slot("ca_file", &raw.ca_file, p, pem_certificates),
         }
     }
@@ -286,6 +305,10 @@ impl Layer {
             &defaults.subscription_check_interval,
             DEFAULT_SUBSCRIPTION_CHECK_INTERVAL,
         );
+        let check = self.credential_check_interval.over_or(
+            &defaults.credential_check_interval,
+            DEFAULT_CREDENTIAL_CHECK_INTERVAL,
+        );
         let ca_file = self.ca_file.over(&defaults.ca_file, None);
 
         let pairs = Pairs {
@@ -293,6 +316,8 @@ impl Layer {
             jitter: jitter.as_ref(),
             margin: margin.as_ref(),
             max_age: max_age.as_ref(),
+            min_interval: min_interval.as_ref(),
+            check: check.as_ref(),
         };
         pairs.check(ctx, check_all, p);
 
@@ -307,6 +332,7 @@ impl Layer {
             token_min_interval: min_interval?,
             token_max_age: max_age?,
             subscription_check_interval: subscription?.value,
+            credential_check_interval: check?,
             ca_file: ca_file?,
         })
     }
@@ -352,10 +378,14 @@ struct Pairs<'a> {
     jitter: Option<&'a Sourced<Duration>>,
     margin: Option<&'a Sourced<Duration>>,
     max_age: Option<&'a Sourced<Duration>>,
+    min_interval: Option<&'a Sourced<Duration>>,
+    check: Option<&'a Sourced<Duration>>,
 }
 
 impl Pairs<'_> {
-    /// jitter < interval and token_refresh_margin < token_max_age. Unless `check_all`, a pair
+    /// jitter < interval, token_refresh_margin < token_max_age, and credential_check_interval
+    /// zero or at least token_min_interval (a check more often than requests are allowed
+    /// could never happen on time). Unless `check_all`, a pair
     /// is only checked when the org set one of its two values: pairs from `[defaults]` alone
     /// were checked once by [`Layer::check_defaults`].
     fn check(&self, ctx: &str, check_all: bool, p: &mut Problems) {
@@ -388,6 +418,22 @@ impl Pairs<'_> {
                         margin.source,
                         humantime::format_duration(max_age.value),
                         max_age.source
+                    ),
+                );
+            }
+        }
+        if let (Some(check), Some(min_interval)) = (self.check, self.min_interval) {
+            let on = !check.value.is_zero();
+            if on && check.value < min_interval.value && here(&check.source, &min_interval.source) {
+                p.at(
+                    ctx,
+                    format!(
+                        "credential_check_interval ({}, {}) must be at least token_min_interval \
+                         ({}, {}), or \"0s\" to turn the check off",
+                        humantime::format_duration(check.value),
+                        check.source,
+                        humantime::format_duration(min_interval.value),
+                        min_interval.source
                     ),
                 );
             }

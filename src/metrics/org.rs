@@ -180,6 +180,8 @@ impl ReasonCounters {
 }
 
 /// Every series of one org. Shared between the registry (for rendering) and the org's probe.
+/// The credential's gauges (validity, token expiry, last verified) are not here: every org of a
+/// credential reads them from the one [`crate::credential::CredentialState`].
 pub struct OrgMetrics {
     pub(super) org: String,
     /// `org="NAME"`, escaped, ready to write.
@@ -198,8 +200,6 @@ pub struct OrgMetrics {
     pub(super) token_refresh_failures: ReasonCounters,
     pub(super) token_refresh_duration: AtomicHistogram,
     pub(super) token_reuses: AtomicU64,
-    pub(super) token_expiry: OptionalGauge,
-    pub(super) credentials_valid: OptionalGauge,
     pub(super) subscription_expiry: OptionalGauge,
     pub(super) subscription_failures: ReasonCounters,
 }
@@ -224,8 +224,6 @@ impl OrgMetrics {
             token_refresh_failures: ReasonCounters::new(),
             token_refresh_duration: AtomicHistogram::new(),
             token_reuses: AtomicU64::new(0),
-            token_expiry: OptionalGauge::absent(),
-            credentials_valid: OptionalGauge::absent(),
             subscription_expiry: OptionalGauge::absent(),
             subscription_failures: ReasonCounters::new(),
         }
@@ -273,23 +271,6 @@ impl OrgMetrics {
 
     pub fn token_reused(&self) {
         self.token_reuses.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `None` (no answer from the token endpoint since the credentials were loaded or changed)
-    /// removes the series.
-    pub fn set_credentials_valid(&self, valid: Option<bool>) {
-        match valid {
-            Some(valid) => self.credentials_valid.set_whole(i64::from(valid)),
-            None => self.credentials_valid.clear(),
-        }
-    }
-
-    /// The expiry of the token in hand; `None` removes the series (no token in hand).
-    pub fn set_token_expiry(&self, at: Option<SystemTime>) {
-        match at {
-            Some(at) => self.token_expiry.set_time(at),
-            None => self.token_expiry.clear(),
-        }
     }
 
     pub fn set_subscription_expiry(&self, paid_until: i64) {

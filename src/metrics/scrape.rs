@@ -11,12 +11,14 @@ use std::sync::Arc;
 
 use super::org::{histogram_names, HistogramNames, OrgMetrics, LABELS_END};
 use super::text::{push_line_fixed, push_line_u64, Short};
+use crate::credential::CredentialState;
 
 /// One org as a scrape sees it: its series and its `obf_org_info` labels, ready to write.
 #[derive(Clone)]
 pub(super) struct ScrapeOrg {
     pub(super) metrics: Arc<OrgMetrics>,
     pub(super) info: Arc<str>,
+    pub(super) credential: Arc<CredentialState>,
 }
 
 /// The text of one scrape, taken a chunk at a time with [`Scrape::next_chunk`].
@@ -130,6 +132,7 @@ const TOKEN_REFRESH_DURATION: HistogramNames =
 const TOKEN_REUSES: FamilyName = family_name!("obf_token_reuses_total");
 const TOKEN_EXPIRY: FamilyName = family_name!("obf_token_expiry_timestamp_seconds");
 const CREDENTIALS_VALID: FamilyName = family_name!("obf_credentials_valid");
+const LAST_VERIFIED: FamilyName = family_name!("obf_credentials_last_verified_timestamp_seconds");
 const SUBSCRIPTION_EXPIRY: FamilyName = family_name!("obf_subscription_expiry_timestamp_seconds");
 const SUBSCRIPTION_FAILURES: FamilyName = family_name!("obf_subscription_check_failures_total");
 
@@ -150,7 +153,7 @@ fn by_result(out: &mut Vec<u8>, family: &FamilyName, org: &OrgMetrics, ok: u64, 
 }
 
 /// Every per-org family, in the order they are written.
-const FAMILIES: [OrgFamily; 17] = [
+const FAMILIES: [OrgFamily; 18] = [
     OrgFamily {
         name: ORG_INFO.name,
         help: "Static facts about each configured org (always 1).",
@@ -285,15 +288,27 @@ const FAMILIES: [OrgFamily; 17] = [
         name: TOKEN_EXPIRY.name,
         help: "Unix time when the token in hand expires.",
         kind: "gauge",
-        write: |out, o| gauge(out, &TOKEN_EXPIRY, &o.metrics, o.metrics.token_expiry.get()),
+        write: |out, o| {
+            let value = o.credential.token_expires_millis();
+            gauge(out, &TOKEN_EXPIRY, &o.metrics, value)
+        },
     },
     OrgFamily {
         name: CREDENTIALS_VALID.name,
         help: "1 after the token endpoint accepted the credentials, 0 after it rejected them.",
         kind: "gauge",
         write: |out, o| {
-            let value = o.metrics.credentials_valid.get();
+            let value = o.credential.valid_millis();
             gauge(out, &CREDENTIALS_VALID, &o.metrics, value)
+        },
+    },
+    OrgFamily {
+        name: LAST_VERIFIED.name,
+        help: "Unix time the token endpoint last accepted the credentials.",
+        kind: "gauge",
+        write: |out, o| {
+            let value = o.credential.last_verified_millis();
+            gauge(out, &LAST_VERIFIED, &o.metrics, value)
         },
     },
     OrgFamily {
@@ -338,6 +353,7 @@ pub(crate) mod test_fleet {
                     custom: Default::default(),
                 },
                 Duration::from_secs(60),
+                Default::default(),
             );
             org.ping_succeeded(200, Duration::from_millis(40));
             if i == orgs - 1 {

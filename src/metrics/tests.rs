@@ -1,12 +1,27 @@
 //! Series creation, removal and the per-org rendering.
 
 use super::*;
+use crate::credential::Snapshot;
 use crate::reason::Reason;
 
 impl Metrics {
     fn add_org_for_test(&self, info: OrgInfoLabels) -> Arc<OrgMetrics> {
-        self.add_org(info, Duration::from_secs(60))
+        self.add_org(info, Duration::from_secs(60), Arc::default())
     }
+}
+
+fn credential(
+    valid: bool,
+    expires: Option<SystemTime>,
+    verified: Option<SystemTime>,
+) -> Arc<CredentialState> {
+    let state = Arc::new(CredentialState::default());
+    state.publish(&Snapshot {
+        credentials_valid: Some(valid),
+        token_expires_at: expires,
+        last_verified: verified,
+    });
+    state
 }
 
 fn info(org: &str, custom: &[(&str, &str)]) -> OrgInfoLabels {
@@ -45,13 +60,15 @@ fn result_series_start_at_zero_and_reason_series_appear_on_first_use() {
 #[test]
 fn removing_an_org_removes_every_series_it_had() {
     let metrics = Metrics::new();
-    let acme = metrics.add_org_for_test(info("acme", &[("team", "a")]));
+    let acme = metrics.add_org(
+        info("acme", &[("team", "a")]),
+        Duration::from_secs(60),
+        credential(false, Some(SystemTime::now()), Some(SystemTime::now())),
+    );
     let other = metrics.add_org_for_test(info("other", &[]));
     acme.ping_succeeded(200, Duration::from_millis(5));
     acme.ping_failed(Reason::ServerError, Some(503), None);
     acme.token_refreshed(Duration::from_millis(5), Some(Reason::Rejected));
-    acme.set_credentials_valid(Some(false));
-    acme.set_token_expiry(Some(SystemTime::now()));
     acme.set_subscription_expiry(1_900_000_000);
     acme.subscription_check_failed(Reason::NotFound);
     other.ping_succeeded(200, Duration::from_millis(5));
@@ -171,11 +188,13 @@ fn every_latency_bucket_is_written_with_its_bound() {
 #[test]
 fn gauges_keep_three_decimals_and_whole_values_have_none() {
     let metrics = Metrics::new();
-    let org = metrics.add_org(info("acme", &[]), Duration::from_millis(1500));
+    let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_018_000);
+    let org = metrics.add_org(
+        info("acme", &[]),
+        Duration::from_millis(1500),
+        credential(true, Some(expiry), None),
+    );
     org.probe_finished(SystemTime::UNIX_EPOCH + Duration::from_nanos(1_795_000_000_123_456_789));
-    org.set_token_expiry(Some(
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_018_000),
-    ));
     org.set_subscription_expiry(1_827_403_922);
     org.ping_failed(Reason::ServerError, Some(503), None);
     let text = metrics.render();
@@ -189,4 +208,57 @@ fn gauges_keep_three_decimals_and_whole_values_have_none() {
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
+}
+
+#[test]
+fn orgs_of_one_credential_show_its_state_at_once() {
+    let metrics = Metrics::new();
+    let shared = Arc::new(CredentialState::default());
+    metrics.add_org(info("b", &[]), Duration::from_secs(60), shared.clone());
+    metrics.add_org(info("b2", &[]), Duration::from_secs(60), shared.clone());
+    let text = metrics.render();
+    assert!(!text.contains("obf_credentials_valid{"), "{text}");
+    assert!(!text.contains("obf_credentials_last_verified_timestamp_seconds{"));
+
+    let verified = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_250);
+    shared.publish(&Snapshot {
+        credentials_valid: Some(true),
+        token_expires_at: Some(verified + Duration::from_secs(18_000)),
+        last_verified: Some(verified),
+    });
+    let text = metrics.render();
+    for org in ["b", "b2"] {
+        for line in [
+            format!("obf_credentials_valid{{org=\"{org}\"}} 1\n"),
+            format!("obf_token_expiry_timestamp_seconds{{org=\"{org}\"}} 1795018000.25\n"),
+            format!(
+                "obf_credentials_last_verified_timestamp_seconds{{org=\"{org}\"}} 1795000000.25\n"
+            ),
+        ] {
+            assert!(text.contains(&line), "missing {line}:\n{text}");
+        }
+    }
+    assert_eq!(
+        text.matches("# TYPE obf_credentials_last_verified_timestamp_seconds gauge")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_reload_that_moves_an_org_to_another_credential_shows_the_new_one() {
+    let metrics = Metrics::new();
+    metrics.add_org(
+        info("a", &[]),
+        Duration::from_secs(60),
+        credential(false, None, None),
+    );
+    metrics.add_org(
+        info("a", &[]),
+        Duration::from_secs(60),
+        credential(true, None, None),
+    );
+    assert!(metrics
+        .render()
+        .contains("obf_credentials_valid{org=\"a\"} 1\n"));
 }

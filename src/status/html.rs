@@ -229,10 +229,14 @@ fn cells(row: &OrgStatus, now: f64) -> Cells {
         ),
         None => none("no token"),
     };
-    let credentials = match row.credentials_valid {
-        Some(true) => "<span class=\"good\">valid</span>".to_string(),
-        Some(false) => "<span class=\"bad\">rejected</span>".to_string(),
-        None => none("unknown"),
+    let credentials = match (row.credentials_valid, row.credentials_last_verified) {
+        (Some(true), Some(at)) => format!(
+            "<span class=\"good\">valid</span>, verified {}",
+            time_element(at, &relative(at, now))
+        ),
+        (Some(true), None) => "<span class=\"good\">valid</span>".to_string(),
+        (Some(false), _) => "<span class=\"bad\">rejected</span>".to_string(),
+        (None, _) => none("unknown"),
     };
     let subscription = match row.subscription_ends {
         Some(at) => {

@@ -27,6 +27,7 @@
 //!     "runs": 20,                         // how many runs are kept (at most 20)
 //!     "token_expires_at": 1767229200.0,   // unix seconds, or null
 //!     "credentials_valid": false,         // null until the token endpoint has answered
+//!     "credentials_last_verified": 1767222000.0, // unix seconds of the last acceptance, or null
 //!     "subscription_ends": 1798761600,    // `paid_until`, unix seconds, or null
 //!     "host": "https://openbadgefactory.com",
 //!     "client_id": "ABC123",
@@ -104,6 +105,7 @@ pub struct OrgStatus {
     pub runs: usize,
     pub token_expires_at: Option<f64>,
     pub credentials_valid: Option<bool>,
+    pub credentials_last_verified: Option<f64>,
     pub subscription_ends: Option<i64>,
     pub host: String,
     pub client_id: String,
@@ -139,6 +141,7 @@ impl OrgStatus {
             runs: history.len(),
             token_expires_at: last.and_then(|r| r.token_expires_at),
             credentials_valid: last.and_then(|r| r.credentials_valid),
+            credentials_last_verified: last.and_then(|r| r.credentials_last_verified),
             subscription_ends: last.and_then(|r| r.subscription_ends),
             host: config.host.clone(),
             client_id: config.client_id.clone(),
@@ -148,9 +151,16 @@ impl OrgStatus {
         }
     }
 
-    /// The row for a running org.
+    /// The row for a running org. The credential columns are read live from the credential
+    /// (as `/metrics` reads them), not from the org's last run: an org sharing its credential
+    /// shows what another org just learnt.
     pub fn of(org: &Org) -> Self {
-        Self::new(&org.config, &org.history())
+        let mut row = Self::new(&org.config, &org.history());
+        let live = org.tokens.snapshot();
+        row.credentials_valid = live.credentials_valid;
+        row.token_expires_at = live.token_expires_at.map(crate::metrics::unix_seconds);
+        row.credentials_last_verified = live.last_verified.map(crate::metrics::unix_seconds);
+        row
     }
 }
 

@@ -9,6 +9,7 @@ const POLICY: TokenPolicy = TokenPolicy {
     refresh_margin: Duration::from_secs(60),
     min_interval: Duration::from_secs(10),
     max_age: Duration::from_secs(3600),
+    check_interval: Duration::ZERO,
 };
 const BUDGET: Duration = Duration::from_secs(10);
 
@@ -178,15 +179,15 @@ async fn a_rejection_marks_credentials_invalid_and_is_retried_at_a_later_run() {
         0 => Err(failure(Reason::Rejected)),
         _ => Ok(Some(Duration::from_secs(300))),
     });
-    assert_eq!(cache.snapshot().await, Snapshot::default());
+    assert_eq!(cache.snapshot(), Snapshot::default());
     let first = endpoint.acquire(&cache, None).await;
     assert!(first.token.is_none());
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(false));
+    assert_eq!(cache.snapshot().credentials_valid, Some(false));
     // A later run waits out the spacing (it fits the budget) and asks again.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let later = endpoint.acquire(&cache, None).await;
     assert!(later.token.is_some());
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
+    assert_eq!(cache.snapshot().credentials_valid, Some(true));
     assert_spaced(&endpoint.calls(), POLICY.min_interval);
 }
 
@@ -221,7 +222,7 @@ async fn transient_failures_leave_credential_validity_unchanged() {
     tokio::time::sleep(Duration::from_secs(40)).await;
     let failed = endpoint.acquire(&cache, None).await;
     assert!(failed.token.is_none());
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
+    assert_eq!(cache.snapshot().credentials_valid, Some(true));
 }
 
 #[tokio::test(start_paused = true)]
@@ -249,8 +250,8 @@ async fn without_expires_in_the_token_is_reused_up_to_max_age_less_the_margin() 
     let endpoint = FakeEndpoint::new(|_| Ok(None));
     endpoint.acquire(&cache, None).await;
     // The expiry is unknown: no gauge value is made up from the reuse cap.
-    assert_eq!(cache.snapshot().await.token_expires_at, None);
-    assert_eq!(cache.snapshot().await.credentials_valid, Some(true));
+    assert_eq!(cache.snapshot().token_expires_at, None);
+    assert_eq!(cache.snapshot().credentials_valid, Some(true));
     tokio::time::sleep(Duration::from_secs(3530)).await;
     assert!(endpoint.acquire(&cache, None).await.reused);
     tokio::time::sleep(Duration::from_secs(15)).await; // past 3600 - 60
@@ -263,8 +264,8 @@ async fn a_reset_drops_the_token_but_keeps_the_spacing() {
     let cache = TokenCache::new(POLICY);
     let endpoint = FakeEndpoint::lifetime(300);
     endpoint.acquire(&cache, None).await;
-    cache.reset(POLICY).await;
-    assert_eq!(cache.snapshot().await, Snapshot::default());
+    cache.reset(POLICY);
+    assert_eq!(cache.snapshot(), Snapshot::default());
     let after = endpoint.acquire(&cache, None).await;
     assert!(after.token.is_some() && !after.reused);
     assert_spaced(&endpoint.calls(), POLICY.min_interval);
@@ -360,15 +361,15 @@ async fn a_discarded_token_is_gone_but_a_newer_one_is_kept() {
     let cache = TokenCache::new(POLICY);
     let endpoint = FakeEndpoint::lifetime(300);
     let first = endpoint.acquire(&cache, None).await.token.unwrap();
-    cache.discard(first.generation).await;
-    assert_eq!(cache.snapshot().await.token_expires_at, None);
+    cache.discard(first.generation);
+    assert_eq!(cache.snapshot().token_expires_at, None);
     // The next caller asks for a new token, after the spacing.
     let second = endpoint.acquire(&cache, None).await.token.unwrap();
     assert!(second.generation > first.generation);
     assert_spaced(&endpoint.calls(), POLICY.min_interval);
     // Discarding an older generation leaves the newer token in hand.
-    cache.discard(first.generation).await;
-    assert!(cache.snapshot().await.token_expires_at.is_some());
+    cache.discard(first.generation);
+    assert!(cache.snapshot().token_expires_at.is_some());
 }
 
 proptest::proptest! {
@@ -379,6 +380,7 @@ proptest::proptest! {
         margin in proptest::prelude::any::<u64>(),
         min_interval in proptest::prelude::any::<u64>(),
         max_age in 1u64..,
+        check_interval in proptest::prelude::any::<u64>(),
         expires_in in proptest::option::of(proptest::prelude::any::<u64>()),
         retry_after in proptest::prelude::any::<u64>(),
         step in proptest::prelude::any::<u32>(),
@@ -394,6 +396,7 @@ proptest::proptest! {
                 refresh_margin: Duration::from_secs(margin),
                 min_interval: Duration::from_secs(min_interval),
                 max_age: Duration::from_secs(max_age),
+                check_interval: Duration::from_secs(check_interval),
             });
             let ok = cache
                 .acquire(BUDGET, None, || async move {
@@ -414,7 +417,9 @@ proptest::proptest! {
                     })
                 })
                 .await;
-            let _ = cache.snapshot().await;
+            let _ = cache.snapshot();
         });
     }
 }
+
+mod credential_check;

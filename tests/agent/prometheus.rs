@@ -20,7 +20,7 @@ const EXPECTED: [&str; 5] = [
     "ObfSubscriptionEndingSoon",
     "ObfSubscriptionEndingVerySoon",
 ];
-const NOT_EXPECTED: [&str; 7] = [
+const NOT_EXPECTED: [&str; 8] = [
     "ObfExporterDown",
     "ObfExporterTaskRestarted",
     "ObfExporterAbsent",
@@ -28,6 +28,7 @@ const NOT_EXPECTED: [&str; 7] = [
     "ObfRateLimited",
     "ObfProbesStale",
     "ObfTokenRefreshFailingTokenExpiring",
+    "ObfCredentialsUnverified",
 ];
 
 /// Kills Prometheus when the test ends, however it ends.

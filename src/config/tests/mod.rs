@@ -119,6 +119,7 @@ fn a_minimal_org_gets_every_default() {
     assert_eq!(org.token_min_interval, Duration::from_secs(10));
     assert_eq!(org.token_max_age, Duration::from_secs(3600));
     assert_eq!(org.subscription_check_interval, Duration::from_secs(3600));
+    assert_eq!(org.credential_check_interval, Duration::from_secs(3600));
     assert_eq!(org.ca_file, None);
     assert_eq!(org.client_id, "ABC123");
     assert_eq!(org.client_secret.expose_secret(), SECRET);
@@ -165,6 +166,7 @@ token_refresh_margin = "30s"
 token_min_interval = "20s"
 token_max_age = "30m"
 subscription_check_interval = "0s"
+credential_check_interval = "0s"
 ca_file = "{ca}"
 
 [[org]]
@@ -187,6 +189,7 @@ token_refresh_margin = "0s"
 token_min_interval = "11s"
 token_max_age = "2h"
 subscription_check_interval = "6h"
+credential_check_interval = "11s"
 "#
     );
     let config = parse_ok(&text);
@@ -214,6 +217,7 @@ subscription_check_interval = "6h"
     assert_eq!(acme.token_min_interval, Duration::from_secs(20));
     assert_eq!(acme.token_max_age, Duration::from_secs(1800));
     assert_eq!(acme.subscription_check_interval, Duration::ZERO);
+    assert_eq!(acme.credential_check_interval, Duration::ZERO, "off");
     assert_eq!(
         acme.ca_file.as_ref().map(|c| c.path.as_path()),
         Some(Path::new(&ca))
@@ -243,6 +247,7 @@ subscription_check_interval = "6h"
         beta.subscription_check_interval,
         Duration::from_secs(6 * 3600)
     );
+    assert_eq!(beta.credential_check_interval, Duration::from_secs(11));
     assert_eq!(
         beta.ca_file.as_ref().map(|c| c.path.as_path()),
         Some(Path::new(&ca)),
@@ -350,6 +355,10 @@ fn the_example_file_is_valid() {
     assert_eq!(
         documented.subscription_check_interval,
         builtin.subscription_check_interval
+    );
+    assert_eq!(
+        documented.credential_check_interval,
+        builtin.credential_check_interval
     );
 }
 

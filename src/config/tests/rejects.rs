@@ -398,3 +398,40 @@ fn web_users_need_bcrypt_hashes() {
         config.warnings
     );
 }
+
+#[test]
+fn credential_check_interval_must_not_be_shorter_than_token_min_interval() {
+    assert_problem(
+        &org_with("credential_check_interval = \"5s\""),
+        &["org[0] (\"acme\"): credential_check_interval (5s, from org[0] (\"acme\").credential_check_interval) must be at least token_min_interval (10s, built-in default), or \"0s\" to turn the check off"],
+    );
+    // Against a minimum interval raised in [defaults], reported once there.
+    let problems = assert_problem(
+        &format!("[defaults]\ntoken_min_interval = \"2h\"\n{MINIMAL}"),
+        &["t.toml: defaults: credential_check_interval (1h, built-in default) must be at least token_min_interval (2h, from defaults.token_min_interval)"],
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_problem(
+        &org_with("credential_check_interval = \"an hour\""),
+        &["org[0] (\"acme\").credential_check_interval: invalid duration"],
+    );
+    assert_problem(
+        &format!("[defaults]\ncredential_check_interval = \"1s\"\n{MINIMAL}"),
+        &["defaults: credential_check_interval (1s, from defaults.credential_check_interval) must be at least token_min_interval"],
+    );
+}
+
+#[test]
+fn orgs_sharing_a_token_must_agree_on_the_credential_check() {
+    let text = format!(
+        "{MINIMAL}\n[[org]]\nname = \"acme2\"\nclient_id = \"ABC123\"\nclient_secret_env = \"ACME_SECRET\"\n\
+         credential_check_interval = \"2h\"\n"
+    );
+    assert_problem(
+        &text,
+        &[
+            "org[1] (\"acme2\"): shares host",
+            "differs from it in: credential_check_interval",
+        ],
+    );
+}
