@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Sources remembered at once: 4,096 entries are ~1 MB at most, so a spray of addresses cannot
-/// grow memory; forgettable entries go first, then the least recently seen.
+/// Sources remembered at once: 4,096 entries take well under 2 MB, so a spray of addresses
+/// cannot grow memory; forgettable entries go first, then the least recently seen.
 pub(super) const MAX_SOURCES: usize = 4096;
 /// Requests of one source inside the auth check at once (waiting for its verification slot or
 /// checking the cache); more are answered 429 at once. Cache hits leave within microseconds, so
@@ -332,8 +332,10 @@ impl Throttle {
     }
 
     /// The entry of `source`, made room for if the table is full: forgettable entries are
-    /// dropped first, then the least recently seen one. Requests of a dropped entry finish
-    /// normally (they hold its gate); the source simply starts a new record.
+    /// dropped first, then the least recently seen sixteenth of the table (a batch, so that a
+    /// spray of new addresses pays for one scan of the table per batch, not per request).
+    /// Requests of a dropped entry finish normally (they hold its gate); the source simply
+    /// starts a new record.
     fn entry<'t>(
         &self,
         table: &'t mut HashMap<Source, Entry>,
@@ -343,12 +345,14 @@ impl Throttle {
         if !table.contains_key(&source) && table.len() >= self.capacity {
             table.retain(|_, entry| !entry.forgettable(now));
             if table.len() >= self.capacity {
-                let oldest = table
+                let mut by_age: Vec<(Instant, Source)> = table
                     .iter()
-                    .min_by_key(|(_, entry)| entry.last_seen)
-                    .map(|(source, _)| *source);
-                if let Some(oldest) = oldest {
-                    table.remove(&oldest);
+                    .map(|(source, entry)| (entry.last_seen, *source))
+                    .collect();
+                let batch = (self.capacity / 16).clamp(1, by_age.len());
+                by_age.select_nth_unstable_by_key(batch - 1, |(seen, _)| *seen);
+                for (_, oldest) in &by_age[..batch] {
+                    table.remove(oldest);
                 }
             }
         }

@@ -223,3 +223,17 @@ fn warnings_come_at_most_every_ten_seconds_and_count_what_they_held_back() {
     assert_eq!(limit.due(start + WARN_EVERY), Some(4));
     assert_eq!(limit.due(start + WARN_EVERY * 3), Some(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_table_of_active_sources_drops_its_oldest_sixteenth_at_once() {
+    let throttle = Throttle::new(32);
+    let source = |i: u8| Source::V4(Ipv4Addr::new(10, 0, 1, i));
+    for i in 0..32 {
+        throttle.record(source(i), false);
+        tokio::time::advance(Duration::from_millis(1)).await;
+    }
+    throttle.record(source(32), false);
+    assert_eq!(throttle.len(), 31);
+    assert!(!throttle.knows(source(0)) && !throttle.knows(source(1)));
+    assert!(throttle.knows(source(2)) && throttle.knows(source(32)));
+}
