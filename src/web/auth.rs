@@ -1,11 +1,15 @@
 //! HTTP basic auth against bcrypt hashes, as Prometheus' web config does: one bcrypt verify per
-//! attempt whether or not the user exists, successful verifications cached by keyed SHA-256.
+//! attempt whether or not the user exists, successful verifications cached by keyed SHA-256 (and
+//! kept across reloads while their user's hash is unchanged), bcrypt time rationed per source
+//! address by [`throttle`] so that one address cannot delay everyone else's first login.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +18,10 @@ use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls::crypto::aws_lc_rs;
 
+use throttle::{Refusal, Source, Throttle, MAX_SOURCES};
+
+mod throttle;
+
 /// The `WWW-Authenticate` value of every 401.
 pub const CHALLENGE: &str = "Basic realm=\"obf-exporter\"";
 /// The one path served without credentials, so container health checks work.
@@ -21,7 +29,10 @@ pub const OPEN_PATH: &str = "/-/healthy";
 
 /// Successful credentials remembered (as keyed hashes); the oldest is forgotten first.
 const CACHE_CAPACITY: usize = 64;
-/// bcrypt verifications running at once; more attempts wait, so a flood cannot take every CPU.
+/// Upper bound on bcrypt verifications running at once (fewer on fewer cores); more attempts
+/// wait. Each source address holds at most one of them (see [`throttle`]), so a legitimate user
+/// waits behind at most one verification per attacking address, and a flood from many addresses
+/// cannot take more than this many CPUs.
 const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 /// Salt and hash of the dummy bcrypt hash verified for unknown users (any valid value works: the
 /// time bcrypt takes depends on the cost alone).
@@ -42,12 +53,20 @@ struct Inner {
     /// entropy, which costs tens of milliseconds of CPU that an exporter without auth never needs.
     cache_key: OnceLock<[u8; 32]>,
     permits: Arc<Semaphore>,
+    throttle: Throttle,
     verifications: AtomicU64,
 }
 
 struct Shared {
     users: Arc<Users>,
-    cache: VecDeque<[u8; 32]>,
+    cache: VecDeque<Cached>,
+}
+
+/// A verified `user:password`, as a keyed digest, and whose it is (so that a reload can keep it
+/// while that user's hash stays the same).
+struct Cached {
+    key: [u8; 32],
+    user: String,
 }
 
 struct Users {
@@ -73,19 +92,27 @@ impl Users {
         })
     }
 
-    /// Exactly one bcrypt verify, against the user's hash or the dummy one.
-    fn verify(&self, credentials: &Credentials) -> bool {
+    /// Exactly one bcrypt verify, against the user's hash or the dummy one; the user name on
+    /// success.
+    fn verify(&self, credentials: &Credentials) -> Option<&str> {
         let user = credentials.user();
-        let mut found: Option<&SecretString> = None;
+        let mut found: Option<&(String, SecretString)> = None;
         // Every name is compared, in constant time, whatever matches.
-        for (name, hash) in &self.list {
-            if constant_time_eq(name.as_bytes(), user) {
-                found = Some(hash);
+        for entry in &self.list {
+            if constant_time_eq(entry.0.as_bytes(), user) {
+                found = Some(entry);
             }
         }
-        let hash = found.map_or(self.dummy_hash.as_str(), |hash| hash.expose_secret());
+        let hash = found.map_or(self.dummy_hash.as_str(), |(_, hash)| hash.expose_secret());
         let matches = bcrypt::verify(credentials.password(), hash).unwrap_or(false);
-        found.is_some() & matches
+        found.filter(|_| matches).map(|(name, _)| name.as_str())
+    }
+
+    fn hash_of(&self, user: &str) -> Option<&str> {
+        self.list
+            .iter()
+            .find(|(name, _)| name == user)
+            .map(|(_, hash)| hash.expose_secret())
     }
 }
 
@@ -112,6 +139,8 @@ enum Rejection {
     Missing,
     Malformed,
     Wrong,
+    /// 429, without bcrypt: the source failed too often or has too many attempts pending.
+    Throttled(Refusal),
 }
 
 impl BasicAuth {
@@ -125,18 +154,25 @@ impl BasicAuth {
                     cache: VecDeque::with_capacity(CACHE_CAPACITY),
                 }),
                 cache_key: OnceLock::new(),
-                permits: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
+                permits: Arc::new(Semaphore::new(concurrent_verifications())),
+                throttle: Throttle::new(MAX_SOURCES),
                 verifications: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Replaces the users (after a config reload) and forgets every cached success, so removed
-    /// users and changed passwords take effect on the next request.
+    /// Replaces the users (after a config reload). Cached successes of users whose hash is
+    /// unchanged are kept, so a reload does not send every scraper back through bcrypt; those of
+    /// removed users or changed hashes are forgotten and take effect on the next request.
     pub fn set_users(&self, users: &BTreeMap<String, SecretString>) {
+        let new = Users::new(users);
         let mut state = self.inner.state();
-        state.users = Users::new(users);
-        state.cache.clear();
+        let old = std::mem::replace(&mut state.users, new.clone());
+        // Hashes are compared as stored strings: the same password hashed again gets a new salt,
+        // so it is a change, and the next login verifies it once.
+        state
+            .cache
+            .retain(|cached| old.hash_of(&cached.user) == new.hash_of(&cached.user));
     }
 
     /// bcrypt verifications run so far (cache hits run none).
@@ -149,7 +185,11 @@ impl BasicAuth {
         self.inner.state().users.dummy_hash.clone()
     }
 
-    async fn check(&self, headers: &HeaderMap) -> Result<(), Rejection> {
+    /// Checks the credentials of a request from `source`. The order matters: a locked-out
+    /// source is refused before the cache is consulted (else the cache would answer its guesses
+    /// at hash speed), and the source's single verification slot is taken before a global
+    /// permit, so that one address never holds more than one of those.
+    async fn check(&self, headers: &HeaderMap, source: Source) -> Result<(), Rejection> {
         if self.inner.state().users.list.is_empty() {
             return Ok(());
         }
@@ -157,31 +197,55 @@ impl BasicAuth {
             .get(header::AUTHORIZATION)
             .ok_or(Rejection::Missing)?;
         let credentials = parse_basic(value.as_bytes()).ok_or(Rejection::Malformed)?;
+        let ticket = self
+            .inner
+            .throttle
+            .enter(source)
+            .map_err(Rejection::Throttled)?;
         let key = self.inner.cache_key(&credentials);
         if self.inner.cached(key.as_ref()) {
             return Ok(());
         }
-        let permit = self.inner.permits.clone().acquire_owned().await;
+        let turn = self
+            .inner
+            .throttle
+            .turn(ticket)
+            .await
+            .map_err(Rejection::Throttled)?;
         if self.inner.cached(key.as_ref()) {
             return Ok(());
         }
+        let permit = self.inner.permits.clone().acquire_owned().await;
         let users = self.inner.state().users.clone();
-        let verify_users = users.clone();
         self.inner.verifications.fetch_add(1, Ordering::Relaxed);
-        // The permit moves into the blocking task: it is held while bcrypt runs, even if the
-        // client goes away meanwhile.
+        let inner = self.inner.clone();
+        // The permit, the source's slot and the recording of the outcome all live in the
+        // blocking task: a client that hangs up frees nothing early and still counts a failure.
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            verify_users.verify(&credentials)
+            let user = users.verify(&credentials);
+            inner.throttle.record(turn.source(), user.is_some());
+            if let Some(user) = user {
+                inner.remember(key, &users, user);
+            }
+            user.is_some()
         })
         .await
         .unwrap_or(false);
-        if !ok {
-            return Err(Rejection::Wrong);
+        if ok {
+            Ok(())
+        } else {
+            Err(Rejection::Wrong)
         }
-        self.inner.remember(key, &users);
-        Ok(())
     }
+}
+
+/// The number of CPUs, at most [`MAX_CONCURRENT_VERIFICATIONS`]: more parallel bcrypt than
+/// cores only slows every verification down, and the agent's own work needs CPU too.
+fn concurrent_verifications() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, NonZeroUsize::get)
+        .clamp(1, MAX_CONCURRENT_VERIFICATIONS)
 }
 
 impl Inner {
@@ -209,20 +273,27 @@ impl Inner {
     }
 
     fn cached(&self, key: Option<&[u8; 32]>) -> bool {
-        key.is_some_and(|key| self.state().cache.contains(key))
+        key.is_some_and(|key| self.state().cache.iter().any(|c| c.key == *key))
     }
 
-    /// Caches a success, unless the users were replaced while it was being verified.
-    fn remember(&self, key: Option<[u8; 32]>, verified_with: &Arc<Users>) {
+    /// Caches a success of `user`, unless a reload changed or removed that user's hash while it
+    /// was being verified.
+    fn remember(&self, key: Option<[u8; 32]>, verified_with: &Users, user: &str) {
         let Some(key) = key else { return };
         let mut state = self.state();
-        if !Arc::ptr_eq(&state.users, verified_with) || state.cache.contains(&key) {
+        let unchanged = verified_with
+            .hash_of(user)
+            .is_some_and(|hash| state.users.hash_of(user) == Some(hash));
+        if !unchanged || state.cache.iter().any(|c| c.key == key) {
             return;
         }
         if state.cache.len() >= CACHE_CAPACITY {
             state.cache.pop_front();
         }
-        state.cache.push_back(key);
+        state.cache.push_back(Cached {
+            key,
+            user: user.to_owned(),
+        });
     }
 }
 
@@ -240,7 +311,10 @@ pub fn protect(router: Router, auth: Option<BasicAuth>) -> Router {
 
 /// Middleware for `axum::middleware::from_fn_with_state(auth, require_basic_auth)`: passes
 /// [`OPEN_PATH`] and requests with valid credentials (minus their `Authorization` header);
-/// answers 401 with `WWW-Authenticate: Basic realm="obf-exporter"` otherwise.
+/// answers 401 with `WWW-Authenticate: Basic realm="obf-exporter"` otherwise, and 429 with
+/// `Retry-After` to a source address that failed too often or has too many attempts pending.
+/// The source is the request's `ConnectInfo<SocketAddr>` extension; requests without one are
+/// throttled together as one unknown source.
 pub async fn require_basic_auth(
     State(auth): State<BasicAuth>,
     mut request: Request,
@@ -249,16 +323,41 @@ pub async fn require_basic_auth(
     if request.uri().path() == OPEN_PATH {
         return next.run(request).await;
     }
-    match auth.check(request.headers()).await {
+    let source = Source::of(
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip()),
+    );
+    match auth.check(request.headers(), source).await {
         Ok(()) => {
             request.headers_mut().remove(header::AUTHORIZATION);
             next.run(request).await
         }
         Err(reason) => {
             tracing::debug!(?reason, path = request.uri().path(), "basic auth rejected");
-            unauthorized()
+            match reason {
+                Rejection::Throttled(refusal) => too_many_requests(refusal),
+                Rejection::Missing | Rejection::Malformed | Rejection::Wrong => unauthorized(),
+            }
         }
     }
+}
+
+fn too_many_requests(refusal: Refusal) -> Response {
+    let body = match refusal {
+        Refusal::LockedOut(_) => "Too Many Requests: too many failed logins from this address\n",
+        Refusal::Busy => "Too Many Requests: too many logins pending from this address\n",
+    };
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(
+            header::RETRY_AFTER,
+            HeaderValue::from(refusal.retry_after_secs()),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 fn unauthorized() -> Response {
@@ -331,62 +430,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-pub(super) mod unit {
-    use super::*;
-
-    #[test]
-    fn base64_decodes_with_and_without_padding() {
-        assert_eq!(decode_base64(b"dTpw").as_deref(), Some(&b"u:p"[..]));
-        assert_eq!(decode_base64(b"dTpwdw==").as_deref(), Some(&b"u:pw"[..]));
-        assert_eq!(decode_base64(b"dTpwdw").as_deref(), Some(&b"u:pw"[..]));
-        assert_eq!(decode_base64(b"dTpwd3c=").as_deref(), Some(&b"u:pww"[..]));
-        assert_eq!(decode_base64(b"d"), None);
-        assert_eq!(decode_base64(b"d!pw"), None);
-        assert_eq!(decode_base64(b""), None);
-    }
-
-    #[test]
-    fn basic_header_parsing() {
-        let c = parse_basic(b"bAsIc   dTpwOng=").expect("valid");
-        assert_eq!((c.user(), c.password()), (&b"u"[..], &b"p:x"[..]));
-        assert!(parse_basic(b"Bearer dTpw").is_none());
-        assert!(parse_basic(b"Basic").is_none());
-        assert!(parse_basic(b"Basic dXNlcg==").is_none(), "no colon");
-    }
-
-    #[test]
-    fn a_success_verified_against_replaced_users_is_not_cached() {
-        let auth = BasicAuth::new(&BTreeMap::new());
-        let old = auth.inner.state().users.clone();
-        auth.set_users(&BTreeMap::new());
-        auth.inner.remember(Some([1; 32]), &old);
-        assert!(!auth.inner.cached(Some(&[1; 32])));
-        let current = auth.inner.state().users.clone();
-        auth.inner.remember(Some([1; 32]), &current);
-        assert!(auth.inner.cached(Some(&[1; 32])));
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let auth = BasicAuth::new(&BTreeMap::new());
-        let users = auth.inner.state().users.clone();
-        for i in 0..=CACHE_CAPACITY {
-            auth.inner.remember(Some([i as u8; 32]), &users);
-        }
-        assert_eq!(auth.inner.state().cache.len(), CACHE_CAPACITY);
-        assert!(
-            !auth.inner.cached(Some(&[0; 32])),
-            "the oldest is forgotten"
-        );
-        assert!(auth.inner.cached(Some(&[CACHE_CAPACITY as u8; 32])));
-    }
-
-    #[test]
-    fn names_compare_in_constant_time_and_correctly() {
-        assert!(constant_time_eq(b"prometheus", b"prometheus"));
-        assert!(!constant_time_eq(b"prometheus", b"prometheuz"));
-        assert!(!constant_time_eq(b"prom", b"prometheus"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
-}
+mod tests;

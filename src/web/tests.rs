@@ -1,7 +1,7 @@
 //! Basic auth end to end: a protected router served on 127.0.0.1:0, requested with reqwest.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::get;
@@ -50,6 +50,24 @@ async fn serve(router: Router) -> SocketAddr {
 
 async fn protected(auth: &BasicAuth) -> SocketAddr {
     serve(protect(test_router(), Some(auth.clone()))).await
+}
+
+/// Served as the agent's accept loop does: every request carries the peer address.
+async fn protected_with_peers(auth: &BasicAuth) -> SocketAddr {
+    let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = tcp.local_addr().expect("addr");
+    let service = protect(test_router(), Some(auth.clone()))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(tcp, service).await });
+    addr
+}
+
+/// A client connecting from 127.0.0.`last`.
+fn client_from(last: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .build()
+        .expect("client")
 }
 
 fn get_path(addr: SocketAddr, path: &str) -> RequestBuilder {
@@ -207,7 +225,7 @@ async fn without_auth_or_without_users_everything_is_open() {
 }
 
 #[tokio::test]
-async fn set_users_applies_at_once_and_forgets_cached_successes() {
+async fn set_users_applies_at_once_and_forgets_removed_users_and_changed_hashes() {
     let auth = BasicAuth::new(&users());
     let addr = protected(&auth).await;
     let scrape = |user: &'static str, password: &'static str| {
@@ -248,4 +266,81 @@ async fn the_middleware_can_be_layered_directly() {
         .await
         .expect("response");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn set_users_keeps_cached_successes_whose_hash_is_unchanged() {
+    let users = users();
+    let auth = BasicAuth::new(&users);
+    let addr = protected(&auth).await;
+    let status = |user: &'static str, password: &'static str| async move {
+        get_path(addr, "/metrics")
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .expect("response")
+            .status()
+    };
+    assert_eq!(status(USER, PASSWORD).await, StatusCode::OK);
+    assert_eq!(status("grafana", "other").await, StatusCode::OK);
+    assert_eq!(auth.verifications(), 2);
+
+    // A reload with the same file: nothing to verify again.
+    auth.set_users(&users);
+    assert_eq!(status(USER, PASSWORD).await, StatusCode::OK);
+    assert_eq!(status("grafana", "other").await, StatusCode::OK);
+    assert_eq!(auth.verifications(), 2, "both still cached");
+
+    // grafana's hash changes (even to the same password: a new salt), prometheus' does not.
+    let mut changed = users.clone();
+    changed.insert("grafana".to_owned(), hash("other"));
+    auth.set_users(&changed);
+    assert_eq!(status(USER, PASSWORD).await, StatusCode::OK);
+    assert_eq!(auth.verifications(), 2, "prometheus still cached");
+    assert_eq!(status("grafana", "other").await, StatusCode::OK);
+    assert_eq!(
+        auth.verifications(),
+        3,
+        "grafana verified against the new hash"
+    );
+}
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_gets_429_without_bcrypt_and_others_still_pass() {
+    let auth = BasicAuth::new(&users());
+    let addr = protected_with_peers(&auth).await;
+    let (attacker, user) = (client_from(2), client_from(1));
+    let url = format!("http://{addr}/metrics");
+
+    for _ in 0..5 {
+        assert_unauthorized(attacker.get(&url).basic_auth(USER, Some("guess"))).await;
+    }
+    assert_eq!(auth.verifications(), 5);
+    let refused = attacker
+        .get(&url)
+        .basic_auth(USER, Some("guess"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(
+        auth.verifications(),
+        5,
+        "no bcrypt for a locked-out address"
+    );
+
+    let ok = user.get(&url).basic_auth(USER, Some(PASSWORD)).send();
+    assert_eq!(ok.await.expect("response").status(), StatusCode::OK);
+    assert_eq!(auth.verifications(), 6);
+
+    // Even the right (now cached) password gets 429 from the locked-out address: the cache
+    // must not answer a locked-out address's guesses.
+    let right = attacker.get(&url).basic_auth(USER, Some(PASSWORD)).send();
+    assert_eq!(
+        right.await.expect("response").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let healthy = attacker.get(format!("http://{addr}/-/healthy")).send();
+    assert_eq!(healthy.await.expect("response").status(), StatusCode::OK);
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real agent (in-process or the built binary) against the simulator, on
 //! 127.0.0.1 with ephemeral ports. Times are scaled down where the property stays the same.
 
+mod auth_bruteforce;
 mod cli;
 mod credential_state;
 mod credentials;
