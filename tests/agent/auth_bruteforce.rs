@@ -24,13 +24,14 @@ const ATTACKERS: usize = 300;
 /// Requests each attacker sends at most, back to back, while the scraper waits.
 const ATTACK_ROUNDS: usize = 20;
 
-/// The agent's router and controller for the config at `path`, served with the peer address in
-/// every request's extensions (`ConnectInfo<SocketAddr>`), as the agent's accept loop provides.
+/// The agent's router and controller for the config at `path`, served by the agent's accept loop
+/// (`web::serve`, which puts the peer address in every request's extensions); the test keeps the
+/// `BasicAuth` handle to count bcrypt verifications.
 struct ProtectedAgent {
     addr: SocketAddr,
     auth: BasicAuth,
     controller: Arc<Controller>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl ProtectedAgent {
@@ -49,8 +50,15 @@ impl ProtectedAgent {
         let router = obf_exporter::web::protect(server::router(state), Some(web.auth.clone()));
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = tcp.local_addr().expect("addr");
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move { axum::serve(tcp, service).await });
+        // The agent's own accept loop, which puts the peer address in every request.
+        let limits = obf_exporter::web::Limits::for_this_process();
+        let server = tokio::spawn(obf_exporter::web::serve(
+            tcp,
+            None,
+            router,
+            limits,
+            std::future::pending::<()>(),
+        ));
         ProtectedAgent {
             addr,
             auth: web.auth,
