@@ -138,9 +138,10 @@ async fn reload(State(state): State<ServerState>) -> Response {
         Ok(changes) => (
             StatusCode::OK,
             format!(
-                "reloaded: {} added, {} changed, {} removed, {} unchanged\n",
+                "reloaded: {} added, {} changed, {} relabelled, {} removed, {} unchanged\n",
                 changes.added.len(),
                 changes.changed.len(),
+                changes.relabelled.len(),
                 changes.removed.len(),
                 changes.unchanged
             ),
