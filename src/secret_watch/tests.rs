@@ -148,13 +148,13 @@ async fn an_unreadable_or_empty_file_keeps_the_secret_and_is_warned_about_once_p
 
     std::fs::write(&path, "").unwrap();
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
-    assert_eq!(round.warned, [path.clone()]);
+    assert_eq!(round.warned, std::slice::from_ref(&path));
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
     assert!(round.warned.is_empty(), "the same problem is not warned again");
 
     std::fs::remove_file(&path).unwrap();
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
-    assert_eq!(round.warned, [path.clone()], "a different problem is");
+    assert_eq!(round.warned, std::slice::from_ref(&path), "a different problem is");
     assert_eq!(holder.current().expose_secret(), "old");
     assert!(tokens.snapshot().token_expires_at.is_some(), "token kept");
 
