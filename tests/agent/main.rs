@@ -2,6 +2,7 @@
 //! 127.0.0.1 with ephemeral ports. Times are scaled down where the property stays the same.
 
 mod cli;
+mod credential_ops;
 mod credential_state;
 mod credentials;
 mod exposition;
