@@ -212,7 +212,10 @@ mod tests {
         let path = dir.join("secret");
         std::fs::write(&path, "old\n").unwrap();
         let holder = SecretHolder::new(secret("old"), SecretSource::File(path.clone()));
-        assert!(matches!(holder.reread(&secret("old")).await, Reread::Unchanged));
+        assert!(matches!(
+            holder.reread(&secret("old")).await,
+            Reread::Unchanged
+        ));
         std::fs::write(&path, "new\n").unwrap();
         match holder.reread(&secret("old")).await {
             Reread::Changed { path: p, secret } => {
@@ -227,7 +230,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let inline = SecretHolder::new(secret("x"), SecretSource::Inline);
-        assert!(matches!(inline.reread(&secret("y")).await, Reread::NotAFile));
+        assert!(matches!(
+            inline.reread(&secret("y")).await,
+            Reread::NotAFile
+        ));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -68,16 +68,17 @@ pub fn add_demo_clients(simulator: &Simulator) {
 }
 
 /// The demo config with every org pointed at the simulator at `simulator`, and the rotated
-/// org's secret read from `secret_dir` (written there by [`write_secret`] before the agent starts).
-pub fn demo_config(simulator: SocketAddr, secret_dir: &Path) -> anyhow::Result<Config> {
+/// org's secret read from `secret_dir` if given (written there by [`write_secret`] before the
+/// agent starts; else the org keeps its inline secret).
+pub fn demo_config(simulator: SocketAddr, secret_dir: Option<&Path>) -> anyhow::Result<Config> {
     let mut config = config::parse(DEMO_CONFIG, "config/demo.toml (embedded)", &|_| None)
         .map_err(|e| anyhow::anyhow!("the embedded demo config is invalid:\n{e}"))?;
     for org in &mut config.orgs {
         org.host = format!("http://{simulator}");
-        if org.name.as_str() == ROTATED_ORG {
+        if let Some(dir) = secret_dir.filter(|_| org.name.as_str() == ROTATED_ORG) {
             // Inline in the shipped file (so it also runs against `obf-exporter sim`); here it
             // comes from a file, so that the file can be rotated.
-            org.secret_source = SecretSource::File(secret_dir.join(ROTATED_FILE));
+            org.secret_source = SecretSource::File(dir.join(ROTATED_FILE));
         }
     }
     // The demo's inline secrets are deliberate; do not warn about them.
@@ -102,12 +103,18 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
         .spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
         .context("cannot start the simulator")?;
-    let secret_dir = SecretDir::create().await?;
-    let secret_file = secret_dir.0.join(ROTATED_FILE);
-    write_secret(&secret_file, ROTATED_SECRET)
-        .await
-        .with_context(|| format!("cannot write {}", secret_file.display()))?;
-    let config = demo_config(sim_addr, &secret_dir.0)?;
+    // A read-only file system (a locked-down container) leaves the org unrotated, not the demo
+    // unstarted.
+    let secret_dir = match SecretDir::create().await {
+        Ok(dir) => Some(dir),
+        Err(error) => {
+            tracing::warn!(
+                "demo: {error:#}; org {ROTATED_ORG} keeps its inline secret and is not rotated"
+            );
+            None
+        }
+    };
+    let config = demo_config(sim_addr, secret_dir.as_ref().map(|d| d.0.as_path()))?;
     let agent_addr = listen.unwrap_or(config::DEFAULT_LISTEN);
     let shown = match agent_addr.ip().is_unspecified() {
         true => SocketAddr::from((Ipv4Addr::LOCALHOST, agent_addr.port())),
@@ -117,17 +124,22 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
     println!("  simulator (OBF stand-in): http://{sim_addr}  (control API under /sim/)");
     println!("  metrics:                  http://{shown}/metrics");
     println!("  orgs: healthy, slow (1.5 s pings), revoked-later (revoked after 2 min, restored 2 min later),");
-    println!(
-        "        rotated (secret in {}: every 3 min a new secret is added in OBF and written to the \
-         file, the old one removed a minute later; no signal, no alarm: stays valid)",
-        secret_file.display()
-    );
+    match &secret_dir {
+        Some(dir) => println!(
+            "        rotated (secret in {}: every 3 min a new secret is added in OBF and written \
+             to the file, the old one removed a minute later; no signal, no alarm: stays valid)",
+            dir.file().display()
+        ),
+        None => println!("        rotated (not rotated: no writable temporary directory)"),
+    }
     println!(
         "  try:  curl -s http://{shown}/metrics | grep -E '^obf_(ping_success|credentials_valid)'"
     );
     println!("  stop: Ctrl-C");
     tokio::spawn(revoke_cycle(simulator.clone()));
-    tokio::spawn(rotate_cycle(simulator, secret_file, DEMO_ROTATION));
+    if let Some(dir) = &secret_dir {
+        tokio::spawn(rotate_cycle(simulator, dir.file(), DEMO_ROTATION));
+    }
     let source = crate::controller::ConfigSource::Fixed(Box::new(config));
     let result = crate::commands::run(
         source,
@@ -160,7 +172,9 @@ pub async fn rotate_cycle(simulator: Simulator, file: PathBuf, rotation: Rotatio
         let new = format!("{}-{round}", ROTATED_SECRET);
         tokio::time::sleep(rotation.add_after).await;
         simulator.add_secret(ROTATED_CLIENT, &new);
-        tracing::info!("demo: added a new secret for org {ROTATED_ORG} in OBF (the old one still works)");
+        tracing::info!(
+            "demo: added a new secret for org {ROTATED_ORG} in OBF (the old one still works)"
+        );
         tokio::time::sleep(rotation.write_after).await;
         match write_secret(&file, &new).await {
             Ok(()) => tracing::info!(
@@ -180,20 +194,30 @@ pub async fn rotate_cycle(simulator: Simulator, file: PathBuf, rotation: Rotatio
     }
 }
 
-/// A private directory for the demo's secret file, removed when dropped.
+/// A private directory holding the rotated org's secret file, removed when dropped.
 struct SecretDir(PathBuf);
 
 impl SecretDir {
+    /// Creates the directory and writes the first secret to the file.
     async fn create() -> anyhow::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         let path = std::env::temp_dir().join(format!("obf-exporter-demo-{}", std::process::id()));
         tokio::fs::create_dir_all(&path)
             .await
             .with_context(|| format!("cannot create {}", path.display()))?;
-        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+        // From here on, dropping `dir` (on any error) removes it.
+        let dir = SecretDir(path);
+        tokio::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o700))
             .await
-            .with_context(|| format!("cannot restrict {}", path.display()))?;
-        Ok(SecretDir(path))
+            .with_context(|| format!("cannot restrict {}", dir.0.display()))?;
+        write_secret(&dir.file(), ROTATED_SECRET)
+            .await
+            .with_context(|| format!("cannot write {}", dir.file().display()))?;
+        Ok(dir)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.0.join(ROTATED_FILE)
     }
 }
 

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::client_secret::SecretHolder;
 use crate::config::OrgConfig;
 use crate::metrics::OrgMetrics;
 use crate::obf_client::{CallFailure, Endpoint, ObfClient};
 use crate::reason::Reason;
-use crate::client_secret::SecretHolder;
 use crate::token::{Token, TokenCache};
 
 mod acquire;

@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::credential::CredentialState;
 pub use crate::credential::Snapshot;
-use crate::{clock, random};
 use crate::reason::Reason;
+use crate::{clock, random};
 use decision::{CachedToken, Decision, State};
 
 mod decision;

@@ -92,7 +92,11 @@ async fn a_file_rewritten_in_place_is_followed_and_the_token_dropped() {
     assert_eq!(round.changed, ["ACME"]);
     assert_eq!(holder.current().expose_secret(), "new");
     assert_eq!(tokens.snapshot().token_expires_at, None, "token dropped");
-    assert_eq!(tokens.snapshot().credentials_valid, Some(true), "validity kept");
+    assert_eq!(
+        tokens.snapshot().credentials_valid,
+        Some(true),
+        "validity kept"
+    );
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
     assert!(round.changed.is_empty(), "applied once");
 }
@@ -150,11 +154,18 @@ async fn an_unreadable_or_empty_file_keeps_the_secret_and_is_warned_about_once_p
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
     assert_eq!(round.warned, std::slice::from_ref(&path));
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
-    assert!(round.warned.is_empty(), "the same problem is not warned again");
+    assert!(
+        round.warned.is_empty(),
+        "the same problem is not warned again"
+    );
 
     std::fs::remove_file(&path).unwrap();
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
-    assert_eq!(round.warned, std::slice::from_ref(&path), "a different problem is");
+    assert_eq!(
+        round.warned,
+        std::slice::from_ref(&path),
+        "a different problem is"
+    );
     assert_eq!(holder.current().expose_secret(), "old");
     assert!(tokens.snapshot().token_expires_at.is_some(), "token kept");
 

@@ -84,7 +84,11 @@ async fn binary_catches_a_token_that_outlives_revocation_within_the_check_interv
     let revoked = Instant::now();
     wait_for(&agent, &valid, Duration::from_secs(20), |v| v == 0.0).await;
     // 3 s check interval + a 1 s run, with slack for a loaded machine.
-    assert!(revoked.elapsed() < Duration::from_secs(12), "{:?}", revoked.elapsed());
+    assert!(
+        revoked.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        revoked.elapsed()
+    );
     let stats = sim.sim.client_stats("OPSCHECKED").unwrap();
     assert!(stats.rejected >= 1, "{stats:?}");
     agent.stop().await;
@@ -177,7 +181,11 @@ async fn binary_follows_rotated_secret_files_and_never_reports_the_rotation_as_a
     for (_, client) in cases {
         assert!(sim.sim.add_secret(client, &new(client)));
     }
-    std::fs::write(dir.write_path("inplace.secret"), format!("{}\n", new("ROTINPLACE"))).unwrap();
+    std::fs::write(
+        dir.write_path("inplace.secret"),
+        format!("{}\n", new("ROTINPLACE")),
+    )
+    .unwrap();
     let renamed = dir.write("renamed.partial", &format!("{}\n", new("ROTRENAMED")));
     std::fs::rename(renamed, dir.write_path("renamed.secret")).unwrap();
     k8s_update(&dir.write_path("k8s"), &new("ROTK8S"));
@@ -188,14 +196,25 @@ async fn binary_follows_rotated_secret_files_and_never_reports_the_rotation_as_a
     for (_, client) in cases {
         loop {
             let stats = sim.sim.client_stats(client).unwrap();
-            if stats.tokens_issued_per_secret.get(1).is_some_and(|n| *n >= 1) {
+            if stats
+                .tokens_issued_per_secret
+                .get(1)
+                .is_some_and(|n| *n >= 1)
+            {
                 break;
             }
-            assert!(Instant::now() < deadline, "{client} never used its new secret: {stats:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{client} never used its new secret: {stats:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    assert!(written.elapsed() < Duration::from_secs(10), "followed after {:?}", written.elapsed());
+    assert!(
+        written.elapsed() < Duration::from_secs(10),
+        "followed after {:?}",
+        written.elapsed()
+    );
 
     // The old secret is removed in OBF: nothing happens, the agent no longer uses it.
     for (_, client) in cases {
@@ -220,19 +239,24 @@ async fn binary_follows_rotated_secret_files_and_never_reports_the_rotation_as_a
         assert_eq!(stats.rejected, 0, "{client}: {stats:?}");
         assert_eq!(stats.removed_secret_rejections, 0, "{client}: {stats:?}");
         for pair in stats.token_issue_times_ms.windows(2) {
-            assert!(pair[1] - pair[0] >= 1000, "{client}: tokens {pair:?} ms apart");
+            assert!(
+                pair[1] - pair[0] >= 1000,
+                "{client}: tokens {pair:?} ms apart"
+            );
         }
         let metrics = scrape(&agent).await;
-        let rejected = format!(
-            "obf_token_refresh_failures_total{{org=\"{org}\",reason=\"rejected\"}}"
-        );
+        let rejected =
+            format!("obf_token_refresh_failures_total{{org=\"{org}\",reason=\"rejected\"}}");
         assert_eq!(metric_value(&metrics, &rejected), None, "{metrics}");
     }
     let logs = agent.stop().await;
     assert_eq!(logs.matches("secret file changed").count(), 3, "{logs}");
     assert!(logs.contains("unchanged=3"), "{logs}");
     for (_, client) in cases {
-        assert!(!logs.contains(&old(client)) && !logs.contains(&new(client)), "{logs}");
+        assert!(
+            !logs.contains(&old(client)) && !logs.contains(&new(client)),
+            "{logs}"
+        );
     }
 }
 
@@ -245,11 +269,20 @@ async fn binary_shards_split_shared_credentials_without_rate_limits() {
     let clients: Vec<String> = (0..6).map(|i| format!("SHARDED{i}")).collect();
     let owner = |client: &str| {
         (0..2)
-            .find(|index| Shard { index: *index, count: 2 }.owns(&host, client))
+            .find(|index| {
+                Shard {
+                    index: *index,
+                    count: 2,
+                }
+                .owns(&host, client)
+            })
             .unwrap()
     };
     let owners: Vec<u64> = clients.iter().map(|c| owner(c)).collect();
-    assert!(owners.contains(&0) && owners.contains(&1), "both shards get orgs: {owners:?}");
+    assert!(
+        owners.contains(&0) && owners.contains(&1),
+        "both shards get orgs: {owners:?}"
+    );
     let mut config = String::new();
     for client in &clients {
         let secret = format!("{client}-secret");
@@ -266,18 +299,23 @@ async fn binary_shards_split_shared_credentials_without_rate_limits() {
     let mut replicas = Vec::new();
     for index in 0..2 {
         let shard = format!("{index}/2");
-        replicas.push(Agent::start_with(&path, &[], |command| {
-            command.args(["--shard", &shard]);
-        })
-        .await);
+        replicas.push(
+            Agent::start_with(&path, &[], |command| {
+                command.args(["--shard", &shard]);
+            })
+            .await,
+        );
     }
     for (client, owner) in clients.iter().zip(&owners) {
         for suffix in ["a", "b"] {
             let org = format!("{client}-{suffix}");
             let owner = &replicas[*owner as usize];
-            wait_for(owner, &series("obf_ping_success", &org), Duration::from_secs(20), |v| {
-                v == 1.0
-            })
+            wait_for(
+                owner,
+                &series("obf_ping_success", &org),
+                Duration::from_secs(20),
+                |v| v == 1.0,
+            )
             .await;
         }
     }
@@ -291,7 +329,10 @@ async fn binary_shards_split_shared_credentials_without_rate_limits() {
         }
         let stats = sim.sim.client_stats(client).unwrap();
         assert_eq!(stats.rate_limited, 0, "{client}: {stats:?}");
-        assert_eq!(stats.tokens_issued, 1, "{client}: one token for both orgs: {stats:?}");
+        assert_eq!(
+            stats.tokens_issued, 1,
+            "{client}: one token for both orgs: {stats:?}"
+        );
     }
     for replica in replicas {
         replica.stop().await;
@@ -337,7 +378,11 @@ async fn binary_shows_one_state_for_orgs_sharing_a_credential() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_applies_a_labels_only_reload_without_restarting_the_org() {
     let sim = TestSim::with_spacing(Duration::from_secs(1)).await;
-    let org = sim.org("acme", "OPSLABELS", "interval = \"1h\"\nlabels = { team = \"a\" }");
+    let org = sim.org(
+        "acme",
+        "OPSLABELS",
+        "interval = \"1h\"\nlabels = { team = \"a\" }",
+    );
     let dir = TempDir::new("ops-labels");
     let path = dir.write("config.toml", &org);
     let agent = Agent::start(&path, &[]).await;

@@ -12,6 +12,7 @@ mod operations;
 mod prometheus;
 mod protected;
 mod reasons;
+mod secret_rotation;
 mod secrets;
 mod status_page;
 mod support;

@@ -35,7 +35,7 @@ async fn a_rejection_of_the_old_secret_is_superseded_and_not_reported() {
     let endpoint = FakeEndpoint::lifetime(300);
     endpoint.acquire(&cache, None).await;
     tokio::time::sleep(Duration::from_secs(300)).await; // the token has expired
-    // The secret changes while the request with the old one is in flight; the old one is refused.
+                                                        // The secret changes while the request with the old one is in flight; the old one is refused.
     let acquired = cache
         .acquire(BUDGET, None, || async {
             cache.credentials_changed();
@@ -93,5 +93,9 @@ async fn a_transient_failure_in_flight_during_a_change_still_backs_off() {
             Err(failure(Reason::ServerError))
         })
         .await;
-    assert_eq!(short.withheld, Some(Withheld::NotYet), "the server asked us to slow down");
+    assert_eq!(
+        short.withheld,
+        Some(Withheld::NotYet),
+        "the server asked us to slow down"
+    );
 }
