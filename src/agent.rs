@@ -2,22 +2,21 @@
 //! runs one schedule task per org, applies reloads (unchanged orgs keep their token and phase) and
 //! stops gracefully.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use std::hash::{BuildHasher, Hash, Hasher};
-
-use secrecy::ExposeSecret;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{CaFile, Config, OrgConfig, Schedule};
+use crate::client_secret::SecretHolder;
+use crate::config::{AuthMode, CaFile, Config, OrgConfig, Schedule, SecretSource};
 use crate::metrics::{Metrics, OrgInfoLabels};
 use crate::obf_client::{BuildError, ObfClient};
 use crate::probe::Org;
 use crate::schedule::{run_schedule, spread_plans, Plan};
+use crate::secret_watch::{self, Followed};
 use crate::supervisor::{supervise, Recovering, Supervision};
 use crate::token::{TokenCache, TokenPolicy};
 
@@ -33,18 +32,6 @@ pub const MAX_PROBES_IN_FLIGHT: usize = 64;
 /// spaces token requests per client.
 type ClientKey = (String, String);
 
-/// Identifies the credentials a cache was built for (secret and how it is sent), without keeping
-/// the secret itself. The token rules are not part of it: a change of rules keeps the token.
-fn credentials_fingerprint(org: &OrgConfig) -> u64 {
-    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let seed = SEED.get_or_init(Default::default);
-    let mut hasher = seed.build_hasher();
-    org.client_secret.expose_secret().hash(&mut hasher);
-    org.auth.as_str().hash(&mut hasher);
-    hasher.finish()
-}
-
 fn policy_of(org: &OrgConfig) -> TokenPolicy {
     TokenPolicy {
         refresh_margin: org.token_refresh_margin,
@@ -54,13 +41,23 @@ fn policy_of(org: &OrgConfig) -> TokenPolicy {
     }
 }
 
-/// One HTTP client (and pool) per trust setting and one token cache per client, kept across
-/// reloads: an unchanged credential keeps its token, and a rotated one keeps the spacing and
-/// backoff of the requests already sent (caches of removed orgs are kept for that reason too).
+/// What one credential's orgs share: its token cache and its secret, kept across reloads.
+struct Credential {
+    tokens: Arc<TokenCache>,
+    secret: Arc<SecretHolder>,
+    auth: AuthMode,
+}
+
+/// One HTTP client (and pool) per trust setting and one token cache and secret per client, kept
+/// across reloads: an unchanged credential keeps its token, and a rotated one keeps the spacing
+/// and backoff of the requests already sent (credentials of removed orgs are kept for that
+/// reason too).
 #[derive(Default)]
 struct Shared {
     clients: HashMap<Option<CaFile>, ObfClient>,
-    caches: HashMap<ClientKey, (Arc<TokenCache>, u64)>,
+    credentials: HashMap<ClientKey, Credential>,
+    /// Credentials whose secret or auth mode changed since the last reload took this.
+    changed: HashSet<ClientKey>,
 }
 
 impl Shared {
@@ -74,24 +71,36 @@ impl Shared {
         Ok(client)
     }
 
-    /// The client's cache, with the org's token rules; its token is dropped if the secret or
-    /// the auth mode changed.
-    fn cache(&mut self, org: &OrgConfig) -> Arc<TokenCache> {
+    /// The org's credential, with the org's token rules and secret. If the secret or the auth
+    /// mode differs from the one in use, the token is dropped (the next request carries the new
+    /// ones) and this returns true. A secret the file watcher installed already is no change.
+    fn credential(&mut self, org: &OrgConfig) -> (Arc<TokenCache>, Arc<SecretHolder>, bool) {
         let key = org.credential_key();
-        let fingerprint = credentials_fingerprint(org);
-        match self.caches.get_mut(&key) {
-            Some((cache, known)) => {
-                cache.set_policy(policy_of(org));
-                if *known != fingerprint {
-                    cache.credentials_changed();
-                    *known = fingerprint;
+        let secret = org.client_secret.clone();
+        let source = org.secret_source.clone();
+        match self.credentials.get_mut(&key) {
+            Some(credential) => {
+                credential.tokens.set_policy(policy_of(org));
+                let auth_changed = credential.auth != org.auth;
+                credential.auth = org.auth;
+                let holder = &credential.secret;
+                let changed = credential
+                    .tokens
+                    .change_credentials(|| holder.replace(secret, source) || auth_changed);
+                if changed {
+                    self.changed.insert(key);
                 }
-                cache.clone()
+                (credential.tokens.clone(), holder.clone(), changed)
             }
             None => {
-                let cache = Arc::new(TokenCache::new(policy_of(org)));
-                self.caches.insert(key, (cache.clone(), fingerprint));
-                cache
+                let credential = Credential {
+                    tokens: Arc::new(TokenCache::new(policy_of(org))),
+                    secret: Arc::new(SecretHolder::new(secret, source)),
+                    auth: org.auth,
+                };
+                let shared = (credential.tokens.clone(), credential.secret.clone(), false);
+                self.credentials.insert(key, credential);
+                shared
             }
         }
     }
@@ -108,16 +117,17 @@ impl Shared {
         metrics: &Metrics,
     ) -> Result<Arc<Org>, BuildError> {
         let client = self.client(config)?;
-        let cache = self.cache(config);
+        let (tokens, secret, _) = self.credential(config);
         let org_metrics = metrics.add_org(
             info_labels(config),
             planned_interval(&config.schedule),
-            cache.credential(),
+            tokens.credential(),
         );
         Ok(Arc::new(Org::new(
             config.clone(),
             org_metrics,
-            cache,
+            tokens,
+            secret,
             client,
         )))
     }
@@ -170,6 +180,30 @@ fn restart_plan(org: &Org) -> Plan {
     }
 }
 
+/// The credentials of the configured orgs whose secret comes from a file, with their orgs.
+fn followed(orgs: &OrgList) -> Vec<Followed> {
+    let orgs = orgs.read().unwrap_or_else(|e| e.into_inner());
+    // Orgs of one credential share one holder: one entry per holder.
+    let mut by_holder: HashMap<*const SecretHolder, Followed> = HashMap::new();
+    for org in orgs.values() {
+        let SecretSource::File(path) = org.secret.source() else {
+            continue;
+        };
+        by_holder
+            .entry(Arc::as_ptr(&org.secret))
+            .or_insert_with(|| Followed {
+                path,
+                holder: org.secret.clone(),
+                tokens: org.tokens.clone(),
+                orgs: Vec::new(),
+                client_id: org.config.client_id.clone(),
+            })
+            .orgs
+            .push(org.name().to_string());
+    }
+    by_holder.into_values().collect()
+}
+
 struct Running {
     org: Arc<Org>,
     stop: watch::Sender<bool>,
@@ -186,11 +220,14 @@ pub struct Changes {
     pub changed: Vec<String>,
     /// Only `labels` changed: `obf_org_info` was updated, the org kept running as it was.
     pub relabelled: Vec<String>,
+    /// The secret changed (read from the same source): the credential's token was dropped,
+    /// the org kept its schedule.
+    pub rotated: Vec<String>,
     pub removed: Vec<String>,
     pub unchanged: usize,
 }
 
-/// The schedule tasks of all orgs.
+/// The schedule tasks of all orgs, and the task following their secret files.
 pub struct Agent {
     metrics: Arc<Metrics>,
     shared: Shared,
@@ -198,17 +235,32 @@ pub struct Agent {
     published: OrgList,
     slots: Arc<Semaphore>,
     recovering: Recovering,
+    secret_files: AbortOnDrop,
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Agent {
+    /// Call within a Tokio runtime: it starts the task that follows the secret files.
     pub fn new(metrics: Arc<Metrics>) -> Self {
+        let published = OrgList::default();
+        let orgs = published.clone();
+        let secret_files = tokio::spawn(secret_watch::follow(move || followed(&orgs)));
         Agent {
             metrics,
             shared: Shared::default(),
             running: BTreeMap::new(),
-            published: OrgList::default(),
+            published,
             slots: Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT)),
             recovering: Recovering::default(),
+            secret_files: AbortOnDrop(secret_files),
         }
     }
 
@@ -227,8 +279,9 @@ impl Agent {
     }
 
     /// Makes the running orgs those of `config`: unchanged orgs keep their task, schedule phase
-    /// and token; orgs whose labels alone changed too (only `obf_org_info` and the status page
-    /// see the new labels); changed orgs restart their schedule; removed orgs stop and lose their series;
+    /// and token; orgs whose labels or secret alone changed keep their task and phase too (new
+    /// labels reach `obf_org_info` and the status page, a new secret drops the credential's
+    /// token); changed orgs restart their schedule; removed orgs stop and lose their series;
     /// new and changed orgs start now (a large batch ramps up: `spread_plans`). Waits for the runs
     /// in progress of stopped orgs to finish.
     pub async fn apply(&mut self, config: &Config) -> Result<Changes, BuildError> {
@@ -238,13 +291,11 @@ impl Agent {
 
         // Build everything first, so a failure leaves the running set as it was.
         let mut starting = Vec::new();
+        let mut kept = Vec::new();
         for (name, org_config) in &wanted {
             match self.running.get(*name) {
-                Some(running) if running.org.config.same_settings(org_config) => {
-                    changes.unchanged += 1;
-                }
-                Some(running) if running.org.config.same_except_labels(org_config) => {
-                    changes.relabelled.push(name.to_string());
+                Some(running) if running.org.config.same_except_secret_and_labels(org_config) => {
+                    kept.push(*name);
                 }
                 existing => {
                     match existing {
@@ -256,21 +307,41 @@ impl Agent {
             }
         }
 
-        for name in &changes.relabelled {
-            if let (Some(running), Some(config)) =
-                (self.running.get_mut(name), wanted.get(name.as_str()))
-            {
-                let org = &running.org;
+        // Kept orgs: a new secret replaces the credential's token (unless the file watcher
+        // installed it already), new labels replace `obf_org_info`; the task keeps running.
+        for name in &kept {
+            if let Some(config) = wanted.get(name) {
+                self.shared.credential(config);
+            }
+        }
+        let rotated = std::mem::take(&mut self.shared.changed);
+        for name in kept {
+            let (Some(running), Some(config)) = (self.running.get_mut(name), wanted.get(name))
+            else {
+                continue;
+            };
+            let org = &running.org;
+            let relabelled = org.config.labels != config.labels;
+            if relabelled {
                 // The same series record and credential, with the new `obf_org_info` labels.
                 self.metrics.add_org(
                     info_labels(config),
                     planned_interval(&org.config.schedule),
                     org.tokens.credential(),
                 );
-                // The task keeps probing with the org it has (labels play no part in a probe);
-                // the published org, which the status page and the next reload read, has them.
-                running.org = Arc::new(org.relabelled(config.labels.clone()));
+                changes.relabelled.push(name.to_string());
             }
+            let secret_changed = rotated.contains(&config.credential_key());
+            if secret_changed {
+                changes.rotated.push(name.to_string());
+            }
+            if !relabelled && !secret_changed {
+                changes.unchanged += 1;
+            }
+            // The task keeps probing with the org it has (labels and the config's copy of the
+            // secret play no part in a probe); the published org, which the status page and
+            // the next reload read, has the new config.
+            running.org = Arc::new(org.reconfigured((*config).clone()));
         }
 
         let stopping: Vec<String> = self
@@ -362,6 +433,7 @@ impl Agent {
 
     /// Stops scheduling and waits for runs in progress to finish (each is bounded by its timeouts).
     pub async fn stop(self) {
+        self.secret_files.0.abort();
         for running in self.running.values() {
             let _ = running.stop.send(true);
         }

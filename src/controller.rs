@@ -243,6 +243,7 @@ impl Controller {
                     added = ?changes.added,
                     changed = ?changes.changed,
                     relabelled = ?changes.relabelled,
+                    secret_changed = ?changes.rotated,
                     removed = ?changes.removed,
                     unchanged = changes.unchanged,
                     "configuration reloaded"

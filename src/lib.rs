@@ -3,6 +3,7 @@
 //! Data flows one way: config → schedule → probe → (token cache, OBF client) → metrics → server.
 
 pub mod agent;
+pub mod client_secret;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod probe;
 pub mod random;
 pub mod reason;
 pub mod schedule;
+pub mod secret_watch;
 pub mod server;
 pub mod shard;
 pub mod sim;

@@ -11,11 +11,14 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::client_secret::SecretHolder;
 use crate::config::OrgConfig;
 use crate::metrics::OrgMetrics;
 use crate::obf_client::{CallFailure, Endpoint, ObfClient};
 use crate::reason::Reason;
-use crate::token::{Acquired, Token, TokenCache, TokenFailure};
+use crate::token::{Token, TokenCache};
+
+mod acquire;
 
 /// How many results each org keeps for the status page.
 pub const HISTORY_LEN: usize = 20;
@@ -138,9 +141,12 @@ impl PastResult {
 
 /// A configured org with everything a probe needs.
 pub struct Org {
+    /// As loaded; its `client_secret` is not used: the secret in use is `secret`'s.
     pub config: OrgConfig,
     pub metrics: Arc<OrgMetrics>,
     pub tokens: Arc<TokenCache>,
+    /// The credential's secret, shared with its other orgs and read at every token request.
+    pub secret: Arc<SecretHolder>,
     pub client: ObfClient,
     /// Shared with a relabelled copy of this org (see [`Org::relabelled`]).
     state: Arc<Mutex<OrgState>>,
@@ -151,26 +157,28 @@ impl Org {
         config: OrgConfig,
         metrics: Arc<OrgMetrics>,
         tokens: Arc<TokenCache>,
+        secret: Arc<SecretHolder>,
         client: ObfClient,
     ) -> Self {
         Org {
             config,
             metrics,
             tokens,
+            secret,
             client,
             state: Arc::default(),
         }
     }
 
-    /// This org with other `labels`, sharing everything that runs (history, health, token
-    /// cache, series): a reload that changed only labels swaps it in without a restart.
-    pub fn relabelled(&self, labels: std::collections::BTreeMap<String, String>) -> Self {
-        let mut config = self.config.clone();
-        config.labels = labels;
+    /// This org with `config`, which differs at most in labels and secret (see
+    /// [`OrgConfig::same_except_secret_and_labels`]), sharing everything that runs (history,
+    /// health, token cache, secret, series): a reload swaps it in without a restart.
+    pub fn reconfigured(&self, config: OrgConfig) -> Self {
         Org {
             config,
             metrics: self.metrics.clone(),
             tokens: self.tokens.clone(),
+            secret: self.secret.clone(),
             client: self.client.clone(),
             state: self.state.clone(),
         }
@@ -395,43 +403,6 @@ impl Org {
                 None => "no usable token: next token request not allowed yet".to_string(),
             });
         }
-    }
-
-    async fn acquire_token(&self, replace: Option<u64>, report: &mut ProbeReport) -> Acquired {
-        let client = &self.client;
-        let endpoint = self.endpoint();
-        let secret = &self.config.client_secret;
-        let auth = self.config.auth;
-        let acquired = self
-            .tokens
-            .acquire(self.config.timeout, replace, || async {
-                client
-                    .request_token(&endpoint, secret, auth)
-                    .await
-                    .map_err(TokenFailure::from)
-            })
-            .await;
-        if let Some(request) = &acquired.request {
-            let failure = request.result.as_ref().err();
-            self.metrics
-                .token_refreshed(request.duration, failure.map(|f| f.reason));
-            report.token_seconds = Some(request.duration.as_secs_f64());
-            report.token = match failure {
-                None => TokenUse::Fetched,
-                Some(f) => {
-                    report.token_failure = Some(f.reason);
-                    report.detail = Some(format!("token request: {}", f.detail));
-                    tracing::debug!(org = self.name(), reason = %f.reason, detail = %f.detail, "token request failed");
-                    TokenUse::Failed
-                }
-            };
-        } else if acquired.reused {
-            report.token = TokenUse::Reused;
-        }
-        if acquired.reused {
-            self.metrics.token_reused();
-        }
-        acquired
     }
 
     async fn check_subscription(&self, token: Option<&Token>, report: &mut ProbeReport) {

@@ -83,6 +83,11 @@ impl std::fmt::Debug for Token {
 pub struct RequestRecord {
     pub duration: Duration,
     pub result: Result<(), TokenFailure>,
+    /// The credentials changed while the request was in flight (see
+    /// [`TokenCache::change_credentials`]): its answer was about the old ones, so it changed
+    /// neither the credential's validity nor the cached token (a token it obtained is handed to
+    /// this caller only). Spacing and backoff applied as for any answer.
+    pub superseded: bool,
 }
 
 /// Why no token could be handed out without sending a request.
@@ -153,19 +158,33 @@ impl TokenCache {
         self.lock().policy = policy;
     }
 
-    /// The credentials changed (a reload rotated the secret or the auth mode; later, a secret
-    /// file that changed): the token in hand is dropped and nothing is said about the new
-    /// credentials until the endpoint answers them, but the spacing and backoff of past
-    /// requests still apply, because the server counts requests per client, whatever secret
-    /// they carried. A request in flight with the old secret may still land; its answer is
-    /// about the old secret and is applied as any other (the next run corrects it).
+    /// The credentials changed (a reload or a secret file rotated the secret, or a reload changed
+    /// the auth mode): the token in hand is dropped, so the next request carries the new
+    /// credentials. The spacing and backoff of past requests still apply, because the server
+    /// counts requests per client, whatever secret they carried. What is published about the
+    /// client (valid, last verified) stays until the endpoint answers the new credentials: a
+    /// rotation says nothing new about them, and a gap in `obf_credentials_valid` at every
+    /// rotation would help no one. A request in flight with the old credentials is *superseded*:
+    /// its answer does not change the credential's state (see [`RequestRecord::superseded`]).
     pub fn credentials_changed(&self) {
+        self.change_credentials(|| true);
+    }
+
+    /// Runs `change`, which swaps the credentials the fetch reads (a secret holder) and says
+    /// whether they changed, under this cache's lock; if they did, applies
+    /// [`TokenCache::credentials_changed`] in the same critical section. So no answer can be
+    /// recorded between the swap and the drop of the old token: an answer to a request that
+    /// carried the old secret is always seen as superseded. `change` must not call this cache.
+    pub fn change_credentials(&self, change: impl FnOnce() -> bool) -> bool {
         let mut state = self.lock();
+        if !change() {
+            return false;
+        }
         state.token = None;
-        state.credentials_valid = None;
-        state.last_verified = None;
         state.rejected_at = None;
+        state.credentials_epoch = state.credentials_epoch.wrapping_add(1);
         self.publish(&state);
+        true
     }
 
     /// [`TokenCache::set_policy`] and [`TokenCache::credentials_changed`] at once.
@@ -241,28 +260,62 @@ impl TokenCache {
         let sent_wall = SystemTime::now();
         // Recorded before the await too: if the caller is dropped mid-request (a client hanging up
         // on /probe), the request may still have reached the server.
-        self.lock().last_request = Some(sent_at);
+        let epoch = {
+            let mut state = self.lock();
+            state.last_request = Some(sent_at);
+            state.credentials_epoch
+        };
+        // The fetch reads the credentials after `epoch` was taken: if they change before the
+        // answer is recorded, the epoch has moved and the answer is superseded.
         let result = fetch().await;
         let duration = sent_at.elapsed();
-        let acquired = self.record(result, sent_at, sent_wall, duration);
+        let sent = Sent {
+            at: sent_at,
+            wall: sent_wall,
+            epoch,
+        };
+        let acquired = self.record(result, sent, duration);
         drop(slot);
         acquired
     }
 
-    /// Applies the answer of a request sent at `sent_at`.
+    /// Applies the answer of the request `sent`.
     fn record(
         &self,
         result: Result<IssuedToken, TokenFailure>,
-        sent_at: Instant,
-        sent_wall: SystemTime,
+        sent: Sent,
         duration: Duration,
     ) -> Acquired {
+        let (sent_at, sent_wall) = (sent.at, sent.wall);
         let mut state = self.lock();
         let now = Instant::now();
         // The spacing counts from the answer, not the send: the server issued the token somewhere
         // in between, and counting from the send could land a retry inside its ten seconds.
         state.last_request = Some(now);
+        let superseded = state.credentials_epoch != sent.epoch;
         let failure = match result {
+            Ok(issued) if superseded => {
+                // Obtained with the old secret: it works, so this caller may use it, but it is
+                // not kept: the next request must carry the new secret.
+                state.generation += 1;
+                state.backoff_until = None;
+                state.backoff_step = 0;
+                let token = Token {
+                    access_token: issued.access_token,
+                    generation: state.generation,
+                    expires_at: None,
+                };
+                return Acquired {
+                    token: Some(token),
+                    reused: false,
+                    request: Some(RequestRecord {
+                        duration,
+                        result: Ok(()),
+                        superseded,
+                    }),
+                    withheld: None,
+                };
+            }
             Ok(issued) => {
                 // Absurd lifetimes (a broken server) must not overflow the clock arithmetic.
                 let lifetime = issued
@@ -294,6 +347,7 @@ impl TokenCache {
                     request: Some(RequestRecord {
                         duration,
                         result: Ok(()),
+                        superseded,
                     }),
                     withheld: None,
                 };
@@ -301,6 +355,8 @@ impl TokenCache {
             Err(failure) => failure,
         };
         match failure.reason {
+            // A refusal of the old secret says nothing about the new one.
+            Reason::Rejected if superseded => {}
             Reason::Rejected => {
                 state.rejected_at = Some(now);
                 state.credentials_valid = Some(false);
@@ -328,10 +384,19 @@ impl TokenCache {
             request: Some(RequestRecord {
                 duration,
                 result: Err(failure),
+                superseded,
             }),
             withheld: None,
         }
     }
+}
+
+/// When a request was sent, and with which credentials.
+#[derive(Clone, Copy)]
+struct Sent {
+    at: Instant,
+    wall: SystemTime,
+    epoch: u64,
 }
 
 fn reused(token: Token) -> Acquired {

@@ -16,7 +16,7 @@ mod raw;
 mod report;
 mod schedule;
 mod schema;
-mod secret;
+pub(crate) mod secret;
 mod settings;
 mod web;
 

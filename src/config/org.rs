@@ -204,6 +204,14 @@ impl OrgConfig {
 
     /// True when nothing but `labels` may differ: a reload then only relabels `obf_org_info`.
     pub fn same_except_labels(&self, other: &Self) -> bool {
+        self.same_except_secret_and_labels(other)
+            && self.client_secret.expose_secret() == other.client_secret.expose_secret()
+    }
+
+    /// True when nothing but `labels` and the secret's value (from the same source) may differ:
+    /// neither plays a part in the schedule, so a reload keeps the org running; a new secret
+    /// only replaces the credential's token, as a changed secret file does.
+    pub fn same_except_secret_and_labels(&self, other: &Self) -> bool {
         self.name == other.name
             && self.host == other.host
             && self.api == other.api
@@ -218,7 +226,6 @@ impl OrgConfig {
             && self.credential_check_interval == other.credential_check_interval
             && self.ca_file == other.ca_file
             && self.client_id == other.client_id
-            && self.client_secret.expose_secret() == other.client_secret.expose_secret()
             && self.secret_source == other.secret_source
     }
 

@@ -62,20 +62,14 @@ pub(crate) fn resolve(
             p.at(&key, "empty path");
             return None;
         }
-        let what = format!("secret file {}", shown_path(path));
-        let text = match file::read_to_string(Path::new(path), file::SECRET_CAP) {
-            Ok(text) => text,
-            Err(e) => {
-                p.at(&key, e.describe(&what));
+        let secret = match read_file(Path::new(path)) {
+            Ok(secret) => secret,
+            Err(problem) => {
+                p.at(&key, problem);
                 return None;
             }
         };
-        let trimmed = trim_one_newline(&text).to_owned();
-        if trimmed.is_empty() {
-            p.at(&key, format!("{what} is empty"));
-            return None;
-        }
-        (key, trimmed, SecretSource::File(path.into()))
+        (key, secret, SecretSource::File(path.into()))
     } else if let Some(name) = &raw.client_secret_env {
         let key = join(ctx, "client_secret_env");
         if name.is_empty() {
@@ -130,6 +124,19 @@ pub(crate) fn resolve(
     Some((SecretString::from(secret), source))
 }
 
+/// Reads a secret file through the bounded reader and trims one trailing newline. The error is
+/// one line safe to show (the path only if it looks like one). Blocking: the running agent calls
+/// it off the async workers.
+pub(crate) fn read_file(path: &Path) -> Result<String, String> {
+    let what = format!("secret file {}", shown_path(&path.to_string_lossy()));
+    let text = file::read_to_string(path, file::SECRET_CAP).map_err(|e| e.describe(&what))?;
+    let trimmed = trim_one_newline(&text);
+    if trimmed.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// The variable's name if it looks like one (`UPPER_CASE`). Anything else may be the secret
 /// itself pasted into the wrong key, so it is not echoed.
 fn shown_var(name: &str) -> String {
@@ -147,7 +154,7 @@ fn shown_var(name: &str) -> String {
 /// The path, quoted, if it looks like one (has a `/` or starts with `.`, and no whitespace or
 /// control characters). Anything else may be the secret itself pasted into the wrong key, so it
 /// is not echoed.
-fn shown_path(path: &str) -> String {
+pub(crate) fn shown_path(path: &str) -> String {
     let looks_like_path = (path.contains('/') || path.starts_with('.'))
         && !path.chars().any(|c| c.is_whitespace() || c.is_control());
     if looks_like_path {

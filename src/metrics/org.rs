@@ -269,6 +269,14 @@ impl OrgMetrics {
         };
     }
 
+    /// A token request answered for a secret that had been replaced meanwhile (a rotation): it
+    /// was sent and did not succeed, but no reason of the closed set fits (`rejected` would read
+    /// as a revocation), so it counts in `obf_token_refreshes_total{result="failure"}` only.
+    pub fn token_refresh_superseded(&self, duration: Duration) {
+        self.token_refresh_duration.observe(duration);
+        self.token_refreshes_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn token_reused(&self) {
         self.token_reuses.fetch_add(1, Ordering::Relaxed);
     }

@@ -51,6 +51,9 @@ pub(super) struct State {
     pub(super) credentials_valid: Option<bool>,
     pub(super) last_verified: Option<SystemTime>,
     pub(super) generation: u64,
+    /// Increases whenever the credentials change (a rotated secret): an answer to a request
+    /// sent before says nothing about the credentials in use.
+    pub(super) credentials_epoch: u64,
 }
 
 impl State {
@@ -65,6 +68,7 @@ impl State {
             credentials_valid: None,
             last_verified: None,
             generation: 0,
+            credentials_epoch: 0,
         }
     }
 

@@ -265,7 +265,8 @@ async fn a_reset_drops_the_token_but_keeps_the_spacing() {
     let endpoint = FakeEndpoint::lifetime(300);
     endpoint.acquire(&cache, None).await;
     cache.reset(POLICY);
-    assert_eq!(cache.snapshot(), Snapshot::default());
+    assert_eq!(cache.snapshot().token_expires_at, None);
+    assert_eq!(cache.snapshot().credentials_valid, Some(true));
     let after = endpoint.acquire(&cache, None).await;
     assert!(after.token.is_some() && !after.reused);
     assert_spaced(&endpoint.calls(), POLICY.min_interval);
@@ -423,3 +424,4 @@ proptest::proptest! {
 }
 
 mod credential_check;
+mod rotation;

@@ -3,6 +3,7 @@
 
 mod auth_bruteforce;
 mod cli;
+mod credential_ops;
 mod credential_state;
 mod credentials;
 mod exposition;
@@ -12,6 +13,7 @@ mod operations;
 mod prometheus;
 mod protected;
 mod reasons;
+mod secret_rotation;
 mod secrets;
 mod status_page;
 mod support;

@@ -86,6 +86,12 @@ impl App {
         Self::start(config, source).await
     }
 
+    /// The agent with `config` as built (reloads re-apply it).
+    pub async fn spawn_config(config: Config) -> Self {
+        let source = ConfigSource::Fixed(Box::new(config.clone()));
+        Self::start(config, source).await
+    }
+
     /// The agent reading `path`, so that reloads re-read it.
     pub async fn spawn_file(path: &std::path::Path) -> Self {
         let source = ConfigSource::File(path.to_path_buf());

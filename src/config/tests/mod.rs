@@ -327,6 +327,14 @@ fn same_settings_tells_changed_orgs_apart() {
     assert!(!a.orgs[0].same_settings(&other_interval.orgs[0]));
     let other_labels = parse_ok(&org_with("labels = { team = \"x\" }"));
     assert!(!a.orgs[0].same_settings(&other_labels.orgs[0]));
+    // A new value from the same source (a rotated secret file) keeps the org running.
+    let mut rotated = a.orgs[0].clone();
+    rotated.client_secret = SecretString::from("rotated");
+    assert!(!a.orgs[0].same_except_labels(&rotated));
+    assert!(a.orgs[0].same_except_secret_and_labels(&rotated));
+    assert!(a.orgs[0].same_except_secret_and_labels(&other_labels.orgs[0]));
+    assert!(!a.orgs[0].same_except_secret_and_labels(&other_secret.orgs[0]));
+    assert!(!a.orgs[0].same_except_secret_and_labels(&other_interval.orgs[0]));
 }
 
 #[test]
