@@ -138,10 +138,12 @@ async fn reload(State(state): State<ServerState>) -> Response {
         Ok(changes) => (
             StatusCode::OK,
             format!(
-                "reloaded: {} added, {} changed, {} relabelled, {} removed, {} unchanged\n",
+                "reloaded: {} added, {} changed, {} relabelled, {} with a new secret, {} removed, \
+                 {} unchanged\n",
                 changes.added.len(),
                 changes.changed.len(),
                 changes.relabelled.len(),
+                changes.rotated.len(),
                 changes.removed.len(),
                 changes.unchanged
             ),
