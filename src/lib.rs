@@ -18,7 +18,6 @@ pub mod reason;
 pub mod schedule;
 pub mod server;
 pub mod shard;
-pub mod sim;
 pub mod status;
 pub mod supervisor;
 pub mod token;
