@@ -6,8 +6,9 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/obf-exporter:TAG --push .
 #
 # Build stage: Debian 12 (bookworm) Rust image; the cargo commands are scripts/build-release, which
-# runs the same way outside Docker. Dependencies are compiled in their own layer (only Cargo.toml,
-# Cargo.lock and build.rs invalidate it), then the crate itself.
+# runs the same way outside Docker. Dependencies are compiled in their own layer (only the workspace's
+# manifests, Cargo.lock and build.rs invalidate it), then the workspace's crates: the exporter and
+# the OBF simulator (crates/obf-sim) that its `demo` and `sim` commands serve.
 #
 # Runtime stage: distroless cc-debian12 (glibc, libgcc, CA certificates, tzdata; no shell, no
 # package manager), running as the numeric non-root user 65532. Not a static musl binary: reqwest's
@@ -29,13 +30,14 @@ ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /build
 
-# Layer 1: the dependencies, against stub sources.
+# Layer 1: the dependencies, against stub sources. Every workspace member's manifest is needed.
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY crates/obf-sim/Cargo.toml crates/obf-sim/Cargo.toml
 COPY scripts/build-release scripts/build-release
 RUN scripts/build-release --deps-only
 
-# Layer 2: the crate. .dockerignore keeps target/, .git/ and the deployment files out, so only
-# changes to the sources (and the tests/benches that Cargo.toml names) rebuild it.
+# Layer 2: the crates. .dockerignore keeps target/, .git/ and the deployment files out, so only
+# changes to the sources (src/, crates/, and the tests/benches that Cargo.toml names) rebuild them.
 COPY . .
 # Shown as `revision` in obf_exporter_build_info ("unknown" when not given; .git is not copied).
 ARG OBF_EXPORTER_REVISION=unknown

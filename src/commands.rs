@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
+use obf_sim::{SimOptions, Simulator};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -15,7 +16,6 @@ use crate::controller::{self, ConfigSource, Controller, WebGuards};
 use crate::metrics::Metrics;
 use crate::server::{self, ServerState};
 use crate::shard::Shard;
-use crate::sim::{SimOptions, Simulator};
 
 /// `check`: prints every problem, one line each. Returns whether the config is valid.
 ///

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use obf_sim::{Faults, SimOptions, Simulator};
 
 use crate::config::{self, Config, SecretSource};
-use crate::sim::{Faults, SimOptions, Simulator};
 
 /// The demo config, as shipped in `config/demo.toml`.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");

@@ -20,7 +20,6 @@ pub mod schedule;
 pub mod secret_watch;
 pub mod server;
 pub mod shard;
-pub mod sim;
 pub mod status;
 pub mod supervisor;
 pub mod token;

@@ -209,7 +209,7 @@ async fn sigterm_lets_a_probe_in_flight_finish_and_exits_0() {
     let org = sim.org("slow", "SLOWSTOP", "interval = \"1h\"\ntimeout = \"5s\"");
     sim.sim.set_faults(
         "SLOWSTOP",
-        obf_exporter::sim::Faults {
+        obf_sim::Faults {
             ping_latency_ms: Some(1500),
             ..Default::default()
         },

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use obf_exporter::shard::Shard;
-use obf_exporter::sim::Faults;
+use obf_sim::Faults;
 
 use crate::cli::{Agent, TempDir};
 use crate::support::{get, metric_value, TestSim};

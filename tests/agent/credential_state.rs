@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use obf_exporter::controller::{load, ConfigSource};
 use obf_exporter::shard::Shard;
-use obf_exporter::sim::Faults;
+use obf_sim::Faults;
 
 use crate::cli::TempDir;
 use crate::support::{get, parse_config, App, TestSim};

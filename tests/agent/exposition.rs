@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use obf_exporter::sim::Faults;
+use obf_sim::Faults;
 
 use crate::support::{get, App, TestSim};
 

@@ -72,7 +72,9 @@ async fn reload_keeps_unchanged_orgs_tokens_and_applies_the_rest() {
     let (status, body) = post(&app.url("/-/reload")).await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        body.contains("1 added, 1 changed, 0 relabelled, 0 with a new secret, 1 removed, 1 unchanged"),
+        body.contains(
+            "1 added, 1 changed, 0 relabelled, 0 with a new secret, 1 removed, 1 unchanged"
+        ),
         "{body}"
     );
     assert_eq!(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use obf_exporter::sim::Faults;
+use obf_sim::Faults;
 use serde_json::Value;
 
 use crate::cli::TempDir;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::routing::any;
-use obf_exporter::sim::{Faults, SimOptions};
+use obf_sim::{Faults, SimOptions};
 
 use crate::support::{closed_port, metric_value, orgs, TestSim};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use obf_exporter::sim::Faults;
+use obf_sim::Faults;
 
 use crate::cli::{Agent, TempDir};
 use crate::support::{get, TestSim};

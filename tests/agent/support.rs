@@ -10,7 +10,7 @@ use obf_exporter::config::{self, Config};
 use obf_exporter::controller::ConfigSource;
 use obf_exporter::metrics::Metrics;
 use obf_exporter::probe::Org;
-use obf_exporter::sim::{SimOptions, Simulator};
+use obf_sim::{SimOptions, Simulator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use obf_exporter::sim::Faults;
+use obf_sim::Faults;
 
 use crate::support::{metric_value, orgs, App, TestSim};
 

@@ -99,7 +99,7 @@ pub(super) enum TokenOutcome {
 }
 
 impl State {
-    pub fn new(options: SimOptions) -> Self {
+    pub(crate) fn new(options: SimOptions) -> Self {
         Self {
             started: Instant::now(),
             inner: Mutex::new(Inner {
@@ -120,7 +120,7 @@ impl State {
     /// A new client, or an existing one whose only secret becomes `client_secret`. Tokens issued
     /// with its other secrets are left alone (the simulator's behaviour before several secrets
     /// existed); `remove_secret` is the way to kill them.
-    pub fn add_client(&self, client_id: &str, client_secret: &str) {
+    pub(crate) fn add_client(&self, client_id: &str, client_secret: &str) {
         let mut inner = self.lock();
         match inner.clients.get_mut(client_id) {
             Some(client) => client.secrets.replace_all(client_secret),
@@ -143,7 +143,7 @@ impl State {
 
     /// Revoking also forgets the client's tokens, as a real key rotation would, unless they
     /// survive revocation (then they answer until they expire).
-    pub fn set_revoked(&self, client_id: &str, revoked: bool) -> bool {
+    pub(crate) fn set_revoked(&self, client_id: &str, revoked: bool) -> bool {
         let mut inner = self.lock();
         let Inner {
             clients, tokens, ..
@@ -159,7 +159,7 @@ impl State {
     }
 
     /// Accepts one more secret for the client; false for an unknown client.
-    pub fn add_secret(&self, client_id: &str, secret: &str) -> bool {
+    pub(crate) fn add_secret(&self, client_id: &str, secret: &str) -> bool {
         let mut inner = self.lock();
         let Some(client) = inner.clients.get_mut(client_id) else {
             return false;
@@ -170,7 +170,7 @@ impl State {
 
     /// Stops accepting one secret and forgets the tokens it issued, unless tokens survive
     /// revocation.
-    pub fn remove_secret(&self, client_id: &str, secret: &str) -> SecretRemoval {
+    pub(crate) fn remove_secret(&self, client_id: &str, secret: &str) -> SecretRemoval {
         let mut inner = self.lock();
         let Inner {
             clients, tokens, ..
@@ -187,7 +187,7 @@ impl State {
         SecretRemoval::Removed
     }
 
-    pub fn update_faults(&self, client_id: &str, f: impl FnOnce(&mut Faults)) -> bool {
+    pub(crate) fn update_faults(&self, client_id: &str, f: impl FnOnce(&mut Faults)) -> bool {
         let mut inner = self.lock();
         let Some(client) = inner.clients.get_mut(client_id) else {
             return false;
@@ -196,23 +196,23 @@ impl State {
         true
     }
 
-    pub fn faults(&self, client_id: &str) -> Option<Faults> {
+    pub(crate) fn faults(&self, client_id: &str) -> Option<Faults> {
         self.lock().clients.get(client_id).map(|c| c.faults.clone())
     }
 
-    pub fn options(&self) -> SimOptions {
+    pub(crate) fn options(&self) -> SimOptions {
         self.lock().options.clone()
     }
 
-    pub fn update_options(&self, f: impl FnOnce(&mut SimOptions)) {
+    pub(crate) fn update_options(&self, f: impl FnOnce(&mut SimOptions)) {
         f(&mut self.lock().options);
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         self.lock().totals.clone()
     }
 
-    pub fn client_stats(&self, client_id: &str) -> Option<ClientStats> {
+    pub(crate) fn client_stats(&self, client_id: &str) -> Option<ClientStats> {
         let inner = self.lock();
         let client = inner.clients.get(client_id)?;
         let s = &client.stats;
@@ -231,7 +231,7 @@ impl State {
         })
     }
 
-    pub fn issued_tokens(&self, client_id: &str) -> Vec<String> {
+    pub(crate) fn issued_tokens(&self, client_id: &str) -> Vec<String> {
         let inner = self.lock();
         inner
             .clients
@@ -240,7 +240,7 @@ impl State {
     }
 
     /// Counts a token request as it arrives and returns what shapes its answer.
-    pub fn token_request(&self, client_id: Option<&str>) -> Plan {
+    pub(crate) fn token_request(&self, client_id: Option<&str>) -> Plan {
         let mut inner = self.lock();
         inner.totals.token_requests += 1;
         let client = client_id.and_then(|id| inner.clients.get_mut(id));
@@ -253,7 +253,7 @@ impl State {
 
     /// Counts what the token endpoint answered, so counters match exactly what went on the wire
     /// (forced 401/403/429 faults included).
-    pub fn record_token_answer(&self, client_id: Option<&str>, status: u16) {
+    pub(crate) fn record_token_answer(&self, client_id: Option<&str>, status: u16) {
         let bump = |s: &mut Stats| match status {
             401 | 403 => s.rejected += 1,
             429 => s.rate_limited += 1,
@@ -267,7 +267,7 @@ impl State {
     }
 
     /// Checks credentials and spacing and, if both pass and no fault interferes, issues a token.
-    pub fn issue(&self, client_id: &str, secret: &str) -> TokenOutcome {
+    pub(crate) fn issue(&self, client_id: &str, secret: &str) -> TokenOutcome {
         let now = Instant::now();
         let mut guard = self.lock();
         let Inner {
@@ -341,7 +341,7 @@ impl State {
     }
 
     /// Counts a ping or client-info request as it arrives and returns what shapes its answer.
-    pub fn resource_request(&self, client_id: &str, kind: Resource) -> Plan {
+    pub(crate) fn resource_request(&self, client_id: &str, kind: Resource) -> Plan {
         let bump = |s: &mut Stats| match kind {
             Resource::Ping => s.pings += 1,
             Resource::ClientInfo => s.client_info_requests += 1,
@@ -363,13 +363,13 @@ impl State {
     /// happen, so `tokens_survive_revocation` counts at that moment: tokens it spared keep
     /// answering until they expire even if the mode is turned off later (unless a later
     /// revocation or removal with the mode off forgets them).
-    pub fn authorized(&self, client_id: &str, token: &str) -> bool {
+    pub(crate) fn authorized(&self, client_id: &str, token: &str) -> bool {
         let now = Instant::now();
         self.lock().tokens.check(token, client_id, now)
     }
 
     /// The subscription end reported by client info.
-    pub fn paid_until(&self, client_id: &str) -> Option<i64> {
+    pub(crate) fn paid_until(&self, client_id: &str) -> Option<i64> {
         let inner = self.lock();
         let client = inner.clients.get(client_id)?;
         Some(

@@ -32,13 +32,13 @@ struct Slot {
 
 impl Secrets {
     /// A client's first secret, in slot 0.
-    pub fn new(first: &str) -> Self {
+    pub(crate) fn new(first: &str) -> Self {
         Self {
             slots: vec![Slot::new(first)],
         }
     }
 
-    pub fn find(&self, secret: &str) -> Match {
+    pub(crate) fn find(&self, secret: &str) -> Match {
         // A secret removed and later added again has two slots; the valid one wins.
         let mut removed = false;
         for (i, slot) in self.slots.iter().enumerate() {
@@ -58,7 +58,7 @@ impl Secrets {
 
     /// Accepts `secret` too. A secret already accepted keeps its slot; a new one (or one removed
     /// earlier and added again) gets the next slot. Returns the slot.
-    pub fn add(&mut self, secret: &str) -> usize {
+    pub(crate) fn add(&mut self, secret: &str) -> usize {
         if let Match::Valid(slot) = self.find(secret) {
             return slot;
         }
@@ -67,7 +67,7 @@ impl Secrets {
     }
 
     /// Stops accepting `secret`; returns the slot it had, `None` if it was not accepted now.
-    pub fn remove(&mut self, secret: &str) -> Option<usize> {
+    pub(crate) fn remove(&mut self, secret: &str) -> Option<usize> {
         let Match::Valid(slot) = self.find(secret) else {
             return None;
         };
@@ -76,27 +76,27 @@ impl Secrets {
     }
 
     /// Makes `secret` the only secret accepted (what `add_client` does to an existing client).
-    pub fn replace_all(&mut self, secret: &str) {
+    pub(crate) fn replace_all(&mut self, secret: &str) {
         let keep = self.add(secret);
         for (i, slot) in self.slots.iter_mut().enumerate() {
             slot.valid = i == keep;
         }
     }
 
-    pub fn count_issued(&mut self, slot: usize) {
+    pub(crate) fn count_issued(&mut self, slot: usize) {
         if let Some(slot) = self.slots.get_mut(slot) {
             slot.tokens_issued += 1;
         }
     }
 
     /// How many secrets are accepted now.
-    pub fn valid_count(&self) -> u64 {
+    pub(crate) fn valid_count(&self) -> u64 {
         let n = self.slots.iter().filter(|s| s.valid).count();
         u64::try_from(n).unwrap_or(u64::MAX)
     }
 
     /// Tokens issued per slot, in the order the secrets were added.
-    pub fn issued_per_slot(&self) -> Vec<u64> {
+    pub(crate) fn issued_per_slot(&self) -> Vec<u64> {
         self.slots.iter().map(|s| s.tokens_issued).collect()
     }
 }

@@ -26,6 +26,15 @@
 //!
 //! The same operations are available in-process on [`Simulator`]. Methods that name a client return
 //! `true` if the client exists and `false` (doing nothing) if it does not.
+//!
+//! A crate of its own, which does not depend on `obf-exporter`, so the independence above is kept
+//! by the compiler rather than by convention. The public surface is [`Simulator`] and the types it
+//! takes and returns; everything else is crate-private (`unreachable_pub` keeps it so).
+
+// Stricter than the workspace's lints: the simulator needs no unsafe code at all, and every public
+// type is printable (`Simulator`'s Debug is written by hand to keep secrets out).
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub, missing_debug_implementations)]
 
 mod api;
 mod control;
@@ -200,8 +209,9 @@ impl Simulator {
         sim
     }
 
-    /// The OBF endpoints plus the `/sim/` control endpoints.
-    pub fn router(&self) -> axum::Router {
+    /// The OBF endpoints plus the `/sim/` control endpoints. Crate-private so that no axum type is
+    /// part of the public surface; [`Simulator::serve`] and [`Simulator::spawn`] serve it.
+    pub(crate) fn router(&self) -> axum::Router {
         axum::Router::new()
             .merge(api::routes())
             .merge(control::routes())

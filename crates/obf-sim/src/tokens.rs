@@ -27,7 +27,7 @@ struct TokenEntry {
 }
 
 impl TokenStore {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tokens: HashMap::new(),
             rng: SplitMix64::seeded(),
@@ -37,7 +37,7 @@ impl TokenStore {
     /// Mints a token for `client_id`, obtained with the secret in `secret_slot`. `live` is that
     /// client's tokens in issue order (kept by the caller so pruning never scans other clients'
     /// tokens); expired and surplus ones go first.
-    pub fn issue(
+    pub(crate) fn issue(
         &mut self,
         client_id: &str,
         secret_slot: usize,
@@ -71,7 +71,7 @@ impl TokenStore {
 
     /// True if `token` is live and was issued to `client_id`. An expired token found here is
     /// dropped on the spot.
-    pub fn check(&mut self, token: &str, client_id: &str, now: Instant) -> bool {
+    pub(crate) fn check(&mut self, token: &str, client_id: &str, now: Instant) -> bool {
         let Some(entry) = self.tokens.get(token) else {
             return false;
         };
@@ -83,14 +83,14 @@ impl TokenStore {
     }
 
     /// Forgets all of one client's tokens (revocation).
-    pub fn forget(&mut self, live: &mut VecDeque<String>) {
+    pub(crate) fn forget(&mut self, live: &mut VecDeque<String>) {
         for token in live.drain(..) {
             self.tokens.remove(&token);
         }
     }
 
     /// Forgets the tokens of one client (`live`) that were obtained with the secret in `slot`.
-    pub fn forget_issued_with(&mut self, live: &mut VecDeque<String>, slot: usize) {
+    pub(crate) fn forget_issued_with(&mut self, live: &mut VecDeque<String>, slot: usize) {
         live.retain(|t| match self.tokens.get(t) {
             Some(entry) if entry.secret_slot == slot => {
                 self.tokens.remove(t);
@@ -102,7 +102,7 @@ impl TokenStore {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.tokens.len()
     }
 }
