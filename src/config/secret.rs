@@ -62,7 +62,11 @@ pub(crate) fn resolve(
             p.at(&key, "empty path");
             return None;
         }
-        let what = format!("secret file {}", shown_path(path));
+        let what = format!(
+            "secret file {}{}",
+            shown_path(path),
+            file::relative_note(Path::new(path))
+        );
         let text = match file::read_to_string(Path::new(path), file::SECRET_CAP) {
             Ok(text) => text,
             Err(e) => {
