@@ -43,7 +43,8 @@ enum Command {
         /// Default: `[exporter] listen`, else 0.0.0.0:9852.
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Handle only the orgs whose name hashes (FNV-1a 64) to K modulo N.
+        /// Handle only the orgs whose credential (host + client_id) hashes (FNV-1a 64) to K
+        /// modulo N.
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
     },
@@ -135,8 +136,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
+            // Once, through the log (stderr, in the chosen --log-format): an eprintln as well
+            // printed every startup error twice.
             tracing::error!("{error:#}");
-            eprintln!("obf-exporter: {error:#}");
             ExitCode::FAILURE
         }
     }
