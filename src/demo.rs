@@ -1,7 +1,7 @@
 //! `obf-exporter demo`: the simulator and the agent together, with three orgs that show the
 //! interesting states (healthy, slow, credentials revoked then restored).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +18,10 @@ const DEMO_CLIENTS: [(&str, &str); 3] = [
     ("DEMOSLOW", "demo-slow-secret"),
     ("DEMOREVOKED", "demo-revoked-secret"),
 ];
+
+/// Where the demo's agent listens unless `--listen` says otherwise: loopback only, since the demo
+/// is a local first run (`run` defaults to all interfaces, for Prometheus on another machine).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9852);
 
 /// How long the demo org keeps its credentials, and how long they stay revoked.
 const REVOKE_AFTER: Duration = Duration::from_secs(120);
@@ -50,7 +54,7 @@ pub fn demo_config(simulator: SocketAddr) -> anyhow::Result<Config> {
 }
 
 /// Runs the simulator and the agent until Ctrl-C or SIGTERM.
-pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn run(agent_addr: SocketAddr) -> anyhow::Result<()> {
     let simulator = Simulator::new(SimOptions::default());
     add_demo_clients(&simulator);
     let (sim_addr, _sim_task) = simulator
@@ -59,13 +63,13 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
         .await
         .context("cannot start the simulator")?;
     let config = demo_config(sim_addr)?;
-    let agent_addr = listen.unwrap_or(config::DEFAULT_LISTEN);
     let shown = match agent_addr.ip().is_unspecified() {
         true => SocketAddr::from((Ipv4Addr::LOCALHOST, agent_addr.port())),
         false => agent_addr,
     };
     println!("obf-exporter demo");
     println!("  simulator (OBF stand-in): http://{sim_addr}  (control API under /sim/)");
+    println!("  status page:              http://{shown}/");
     println!("  metrics:                  http://{shown}/metrics");
     println!("  orgs: healthy, slow (1.5 s pings), revoked-later (revoked after 2 min, restored 2 min later)");
     println!(

@@ -62,13 +62,17 @@ enum Command {
         org: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: ProbeFormat,
+        /// Probe only the orgs whose credential (host + client_id) hashes (FNV-1a 64) to K
+        /// modulo N, as `run --shard` does.
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
     },
     /// Start the built-in OBF simulator and the agent against it.
     Demo {
-        #[arg(long)]
-        listen: Option<SocketAddr>,
+        /// The agent's address (the simulator takes a free loopback port). Local only by default;
+        /// 0.0.0.0:9852 to reach it from other machines.
+        #[arg(long, default_value_t = demo::DEFAULT_LISTEN)]
+        listen: SocketAddr,
     },
     /// Run the OBF simulator alone.
     Sim {
