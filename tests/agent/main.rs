@@ -6,6 +6,7 @@ mod cli;
 mod credential_state;
 mod credentials;
 mod exposition;
+mod first_hour;
 mod hardening_files;
 mod hardening_http;
 mod operations;
