@@ -2,7 +2,7 @@
 //! interesting states (healthy, slow, credentials revoked then restored, secret rotated with no
 //! alarm).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ const DEMO_CLIENTS: [(&str, &str); 4] = [
     ("DEMOREVOKED", "demo-revoked-secret"),
     (ROTATED_CLIENT, ROTATED_SECRET),
 ];
+
+/// Where the demo's agent listens unless `--listen` says otherwise: loopback only, since the demo
+/// is a local first run (`run` defaults to all interfaces, for Prometheus on another machine).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9852);
 
 /// How long the demo org keeps its credentials, and how long they stay revoked.
 const REVOKE_AFTER: Duration = Duration::from_secs(120);
@@ -95,7 +99,7 @@ pub async fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 }
 
 /// Runs the simulator and the agent until Ctrl-C or SIGTERM.
-pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn run(agent_addr: SocketAddr) -> anyhow::Result<()> {
     let simulator = Simulator::new(SimOptions::default());
     add_demo_clients(&simulator);
     let (sim_addr, _sim_task) = simulator
@@ -115,13 +119,13 @@ pub async fn run(listen: Option<SocketAddr>) -> anyhow::Result<()> {
         }
     };
     let config = demo_config(sim_addr, secret_dir.as_ref().map(|d| d.0.as_path()))?;
-    let agent_addr = listen.unwrap_or(config::DEFAULT_LISTEN);
     let shown = match agent_addr.ip().is_unspecified() {
         true => SocketAddr::from((Ipv4Addr::LOCALHOST, agent_addr.port())),
         false => agent_addr,
     };
     println!("obf-exporter demo");
     println!("  simulator (OBF stand-in): http://{sim_addr}  (control API under /sim/)");
+    println!("  status page:              http://{shown}/");
     println!("  metrics:                  http://{shown}/metrics");
     println!("  orgs: healthy, slow (1.5 s pings), revoked-later (revoked after 2 min, restored 2 min later),");
     match &secret_dir {

@@ -43,7 +43,8 @@ enum Command {
         /// Default: `[exporter] listen`, else 0.0.0.0:9852.
         #[arg(long)]
         listen: Option<SocketAddr>,
-        /// Handle only the orgs whose name hashes (FNV-1a 64) to K modulo N.
+        /// Handle only the orgs whose credential (host + client_id) hashes (FNV-1a 64) to K
+        /// modulo N.
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
     },
@@ -61,13 +62,17 @@ enum Command {
         org: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: ProbeFormat,
+        /// Probe only the orgs whose credential (host + client_id) hashes (FNV-1a 64) to K
+        /// modulo N, as `run --shard` does.
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
     },
     /// Start the built-in OBF simulator and the agent against it.
     Demo {
-        #[arg(long)]
-        listen: Option<SocketAddr>,
+        /// The agent's address (the simulator takes a free loopback port). Local only by default;
+        /// 0.0.0.0:9852 to reach it from other machines.
+        #[arg(long, default_value_t = demo::DEFAULT_LISTEN)]
+        listen: SocketAddr,
     },
     /// Run the OBF simulator alone.
     Sim {
@@ -135,8 +140,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
+            // Once, through the log (stderr, in the chosen --log-format): an eprintln as well
+            // printed every startup error twice.
             tracing::error!("{error:#}");
-            eprintln!("obf-exporter: {error:#}");
             ExitCode::FAILURE
         }
     }

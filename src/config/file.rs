@@ -122,10 +122,34 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// For a relative `path`, a note saying what it is relative to: the process's working
+/// directory, not the config file's directory (a common surprise). Empty for an absolute path.
+/// Only the directory is shown, never the path itself (a secret file's "path" may be a pasted
+/// secret; the caller decides whether to show it).
+pub fn relative_note(path: &Path) -> String {
+    if path.is_absolute() {
+        return String::new();
+    }
+    match std::env::current_dir() {
+        Ok(dir) => format!(" (relative to the working directory {})", dir.display()),
+        Err(error) => format!(" (relative to the working directory, which is unknown: {error})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn relative_paths_name_the_working_directory() {
+        assert_eq!(relative_note(Path::new("/run/secrets/acme")), "");
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            relative_note(Path::new("secrets/acme")),
+            format!(" (relative to the working directory {})", cwd.display())
+        );
+    }
 
     fn scratch(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

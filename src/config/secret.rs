@@ -128,7 +128,11 @@ pub(crate) fn resolve(
 /// one line safe to show (the path only if it looks like one). Blocking: the running agent calls
 /// it off the async workers.
 pub(crate) fn read_file(path: &Path) -> Result<String, String> {
-    let what = format!("secret file {}", shown_path(&path.to_string_lossy()));
+    let what = format!(
+        "secret file {}{}",
+        shown_path(&path.to_string_lossy()),
+        file::relative_note(path)
+    );
     let text = file::read_to_string(path, file::SECRET_CAP).map_err(|e| e.describe(&what))?;
     let trimmed = trim_one_newline(&text);
     if trimmed.is_empty() {

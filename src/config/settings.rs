@@ -205,21 +205,23 @@ impl Layer {
     /// Parses one table's keys; `ctx` is its path (`defaults`, `org[0] ("acme")`).
     pub(crate) fn parse(raw: &RawSettings, ctx: &str, level: Level, p: &mut Problems) -> Self {
         let t = TableCtx { ctx, level };
-        let schedule = match (&raw.interval, &raw.cron) {
-            (Some(_), Some(_)) => {
+        // Both keys are parsed even when both are set, so a bad value in either is reported
+        // together with the conflict ("every problem at once").
+        let interval = t.slot("interval", &raw.interval, p, |v| {
+            bounded(v, INTERVAL_BOUNDS).map(Schedule::Interval)
+        });
+        let cron = t.slot("cron", &raw.cron, p, |v| {
+            CronSchedule::parse(v).map(Schedule::Cron)
+        });
+        let schedule = match (interval, cron) {
+            (Slot::Unset, only) | (only, Slot::Unset) => only,
+            _ => {
                 p.at(
                     ctx,
                     "both `interval` and `cron` are set in the same table; use only one",
                 );
                 Slot::Invalid
             }
-            (Some(_), None) => t.slot("interval", &raw.interval, p, |v| {
-                bounded(v, INTERVAL_BOUNDS).map(Schedule::Interval)
-            }),
-            (None, Some(_)) => t.slot("cron", &raw.cron, p, |v| {
-                CronSchedule::parse(v).map(Schedule::Cron)
-            }),
-            (None, None) => Slot::Unset,
         };
         Self {
             host: t.slot("host", &raw.host, p, normalize_host),
@@ -482,7 +484,9 @@ pub(crate) fn read_pem_file(path: &str) -> Result<Vec<u8>, String> {
     if path.is_empty() {
         return Err("empty path".to_owned());
     }
-    file::read(Path::new(path), file::PEM_CAP).map_err(|e| e.describe(&format!("{path:?}")))
+    let path = Path::new(path);
+    file::read(path, file::PEM_CAP)
+        .map_err(|e| e.describe(&format!("{path:?}{}", file::relative_note(path))))
 }
 
 /// A readable file holding at least one PEM certificate (what `ca_file` must be), with its

@@ -7,6 +7,7 @@ mod credential_ops;
 mod credential_state;
 mod credentials;
 mod exposition;
+mod first_hour;
 mod hardening_files;
 mod hardening_http;
 mod operations;

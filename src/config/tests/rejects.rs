@@ -161,6 +161,23 @@ fn interval_and_cron_in_one_table_are_refused() {
 }
 
 #[test]
+fn interval_and_cron_together_still_have_their_values_checked() {
+    // The conflict used to hide the other problems of the table (issue 17).
+    let problems = problems(&org_with("interval = \"5\"\ncron = \"*/5 * * * *\""));
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for fragment in [
+        "org[0] (\"acme\"): both `interval` and `cron`",
+        "org[0] (\"acme\").interval: invalid duration \"5\"",
+        "org[0] (\"acme\").cron: invalid cron expression \"*/5 * * * *\": has 5 fields",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(fragment)),
+            "no problem contains {fragment:?}: {problems:#?}"
+        );
+    }
+}
+
+#[test]
 fn zero_durations_are_refused_where_they_make_no_sense() {
     for key in ["interval", "timeout", "token_min_interval", "token_max_age"] {
         assert_problem(

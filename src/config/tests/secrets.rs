@@ -71,6 +71,27 @@ fn an_unreadable_secret_file_names_the_file_and_the_os_error() {
 }
 
 #[test]
+fn a_relative_secret_path_error_names_the_working_directory() {
+    let cwd = std::env::current_dir().expect("working directory");
+    assert_problem(
+        &format!("{HEAD}client_secret_file = \"secrets/no-such-secret\"\n"),
+        &[
+            "cannot read secret file \"secrets/no-such-secret\"",
+            &format!("(relative to the working directory {})", cwd.display()),
+            "os error",
+        ],
+    );
+    // An absolute path needs no such note.
+    let dir = Scratch::new();
+    let missing = dir.path("no-such-secret");
+    let absolute = problems(&format!("{HEAD}client_secret_file = \"{missing}\"\n"));
+    assert!(
+        !absolute.iter().any(|p| p.contains("working directory")),
+        "{absolute:?}"
+    );
+}
+
+#[test]
 fn an_empty_secret_is_refused() {
     let dir = Scratch::new();
     let empty = dir.file("empty", "\n");
