@@ -3,8 +3,9 @@
 //! The modules read top-down, as the data flows: `config` (the file, validated) → `fleet` (the
 //! orgs, their schedules and probes) → `obf` (tokens and the OBF HTTP client) → `metrics` →
 //! `http` (the endpoints). `app` builds and runs the agent from them; `commands` holds each
-//! subcommand. Imports point down that list (no module imports one above it, and there are no
-//! cycles: `scripts/check-module-cycles`); see `docs/architecture.md`.
+//! subcommand; `clock`, `random` and `logging` are small utilities any part may use. No two
+//! modules import each other, directly or round a loop (`scripts/check-module-cycles`, run by
+//! `scripts/test`); the parts and what each must not know: `docs/architecture.md`.
 
 pub mod app;
 pub mod commands;
