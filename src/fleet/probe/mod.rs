@@ -1,7 +1,8 @@
 //! One probe of one org: token (cached or fresh) → ping → subscription check → metrics and logs.
 //!
 //! It owns the "403 with a cached token" rule (drop it, get a fresh one, ping once more), the
-//! `no_token` outcome, state-change logging and the org's recent history. It does not know when it
+//! `no_token` outcome, and the ping back-off after a 429 and the subscription check's timing.
+//! State-change logging and the recent history are the org's (`org.rs`). It does not know when it
 //! runs (the schedule decides) nor how tokens are spaced (the token cache decides).
 
 use std::time::{Duration, SystemTime};

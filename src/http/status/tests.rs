@@ -1,3 +1,6 @@
+//! The status page from made-up reports: state and last success from the history, the rows and
+//! their order, HTML escaping, the JSON fields, and that no secret is ever shown.
+
 use std::time::{Duration, SystemTime};
 
 use super::*;

@@ -1,7 +1,7 @@
 //! File descriptors: raising the open-file limit at start and deriving from it how many inbound
 //! connections the HTTP server may hold, so that a flood of clients can never take the
 //! descriptors the probes need for their outbound connections. Not the serving itself
-//! (`serve.rs`) nor the probe cap (`agent::MAX_PROBES_IN_FLIGHT`).
+//! (`serve.rs`) nor the probe cap (`fleet::agent::MAX_PROBES_IN_FLIGHT`).
 
 /// Inbound connections never exceed this, however high the limit: Prometheus, a few humans and
 /// health checks need a handful; more only feeds a flood.
