@@ -102,7 +102,7 @@ pub struct Org {
     /// The credential's secret, shared with its other orgs and read at every token request.
     pub secret: Arc<SecretHolder>,
     pub client: ObfClient,
-    /// Shared with a relabelled copy of this org (see [`Org::relabelled`]).
+    /// Shared with a relabelled copy of this org (see [`Org::reconfigured`]).
     state: Arc<Mutex<OrgState>>,
 }
 

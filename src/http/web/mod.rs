@@ -1,18 +1,18 @@
-//! Protection of the HTTP endpoints (`[exporter.web]`): basic auth against bcrypt hashes and TLS
-//! from PEM files, reloadable. The server module decides what to serve; this module only guards it.
+//! Protection and serving of the HTTP endpoints (`[exporter.web]`): basic auth against bcrypt
+//! hashes, TLS with the server config `config` built from the PEM files, and the accept loop. The
+//! server module decides what to serve; this module only guards and serves it. It reads no file.
 //!
-//! Wiring, for the server (after every route is added):
+//! Wiring (as `app::serve_source` does it, after every route is added):
 //!
 //! ```ignore
-//! let auth = web.as_ref().map(|web| web::BasicAuth::new(&web.basic_auth_users));
-//! let router = web::protect(router, auth.clone()); // on reload: auth.set_users(&new_users)
-//! // on SIGHUP: tls.reload() (keeps old on error)
-//! let tls = tls_files.map(|files| web::TlsHandle::load(files)).transpose()?;
-//! web::serve(tcp, tls.map(web::TlsHandshaker::new), router, web::Limits::for_this_process(), shutdown).await;
+//! let web = WebGuards::from_config(&config)?; // the controller applies reloads to it
+//! let router = web::protect(router, Some(web.auth.clone()));
+//! let tls = web.tls.clone().map(web::TlsHandshaker::new);
+//! web::serve(tcp, tls, router, web::Limits::for_this_process(), shutdown).await;
 //! ```
 //!
 //! `serve` owns the connections (cap, timeouts, graceful shutdown); `fds` sizes the cap from the
-//! open-file limit.
+//! open-file limit; `guards` holds the users and TLS config in use and follows reloads.
 
 mod auth;
 pub mod fds;
