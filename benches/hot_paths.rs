@@ -9,8 +9,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use obf_exporter::metrics::{Metrics, OrgInfoLabels};
-use obf_exporter::reason::Reason;
-use obf_exporter::token::{IssuedToken, TokenCache, TokenFailure, TokenPolicy};
+use obf_exporter::obf::reason::Reason;
+use obf_exporter::obf::token::{IssuedToken, TokenCache, TokenFailure, TokenPolicy};
 use secrecy::SecretString;
 
 /// Runs `f` `iterations` times per sample and prints the median time per iteration.

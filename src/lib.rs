@@ -1,26 +1,20 @@
 //! obf-exporter: watches Open Badge Factory API credentials and exposes Prometheus metrics.
 //!
-//! Data flows one way: config → schedule → probe → (token cache, OBF client) → metrics → server.
+//! The modules read top-down, as the data flows: `config` (the file, validated) → `fleet` (the
+//! orgs, their schedules and probes) → `obf` (tokens and the OBF HTTP client) → `metrics` →
+//! `http` (the endpoints). `app` builds and runs the agent from them; `commands` holds each
+//! subcommand; `clock`, `random` and `logging` are small utilities any part may use. No two
+//! modules import each other, directly or round a loop (`scripts/check-module-cycles`, run by
+//! `scripts/test`); the parts and what each must not know: `docs/architecture.md`.
 
-pub mod agent;
-pub mod client_secret;
-pub mod clock;
+pub mod app;
 pub mod commands;
 pub mod config;
-pub mod controller;
-pub mod credential;
-pub mod demo;
-pub mod logging;
+pub mod fleet;
+pub mod http;
 pub mod metrics;
-pub mod obf_client;
-pub mod probe;
+pub mod obf;
+
+pub mod clock;
+pub mod logging;
 pub mod random;
-pub mod reason;
-pub mod schedule;
-pub mod secret_watch;
-pub mod server;
-pub mod shard;
-pub mod status;
-pub mod supervisor;
-pub mod token;
-pub mod web;

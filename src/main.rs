@@ -1,15 +1,17 @@
-//! The `obf-exporter` command line: parses arguments and hands over to the subcommands.
+//! The `obf-exporter` command line, and only that: parses the arguments, sets up logging and the
+//! runtime, and hands over to `app::run` (the agent) or a subcommand of `commands`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use obf_exporter::commands::{self, ProbeFormat};
-use obf_exporter::controller::ConfigSource;
-use obf_exporter::demo;
+use obf_exporter::app;
+use obf_exporter::commands::probe::ProbeFormat;
+use obf_exporter::commands::{check, demo, healthcheck, probe, sim};
+use obf_exporter::config::shard::Shard;
+use obf_exporter::fleet::controller::ConfigSource;
 use obf_exporter::logging::{self, LogFormat};
-use obf_exporter::shard::Shard;
 
 #[derive(Parser)]
 #[command(
@@ -96,9 +98,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `check` prints its findings on stdout and needs neither logging nor a runtime.
     if let Some(Command::Check { config }) = &cli.command {
-        return exit(commands::check(config));
+        return exit(check::check(config));
     }
-    commands::limit_malloc_arenas();
+    app::limit_malloc_arenas();
     logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -126,15 +128,15 @@ fn main() -> ExitCode {
                 org,
                 format,
                 shard,
-            }) => commands::probe(&config, org.as_deref(), format, shard)
+            }) => probe::probe(&config, org.as_deref(), format, shard)
                 .await
                 .map(exit),
             Some(Command::Demo { listen }) => demo::run(listen).await.map(ok),
-            Some(Command::Sim { listen, orgs }) => commands::sim(listen, orgs).await.map(ok),
+            Some(Command::Sim { listen, orgs }) => sim::sim(listen, orgs).await.map(ok),
             Some(Command::Healthcheck { url, insecure }) => {
-                Ok(exit(commands::healthcheck(&url, insecure).await))
+                Ok(exit(healthcheck::healthcheck(&url, insecure).await))
             }
-            Some(Command::Check { config }) => Ok(exit(commands::check(&config))),
+            Some(Command::Check { config }) => Ok(exit(check::check(&config))),
         }
     });
     match result {
@@ -153,11 +155,11 @@ async fn run(
     listen: Option<SocketAddr>,
     shard: Option<Shard>,
 ) -> anyhow::Result<()> {
-    commands::run(
+    app::run(
         ConfigSource::File(config),
         shard,
         listen,
-        commands::shutdown_signal(),
+        app::shutdown_signal(),
     )
     .await
 }

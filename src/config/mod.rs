@@ -18,6 +18,8 @@ mod schedule;
 mod schema;
 pub(crate) mod secret;
 mod settings;
+pub mod shard;
+mod tls;
 mod web;
 
 #[cfg(test)]
@@ -30,6 +32,7 @@ pub use file::FileError;
 pub use org::{ApiVersion, AuthMode, CaFile, OrgConfig, OrgName, SecretSource};
 pub use schedule::{CronSchedule, Schedule};
 pub use secrecy::SecretString;
+pub use tls::{load_tls_config, TlsError};
 pub use web::{TlsServerConfig, WebConfig};
 
 use raw::{RawFile, SCHEMA};

@@ -71,7 +71,7 @@ pub(crate) fn validate(
     let mut tls = None;
     if let (Some(cert), Some(key)) = (&cert, &key) {
         // What `run` serves, built here, so `check` passes only what `run` serves.
-        match crate::web::load_tls_config(cert, key) {
+        match super::tls::load_tls_config(cert, key) {
             Ok(config) => tls = Some(TlsServerConfig(config)),
             Err(error) => p.at(&join(CTX, "tls_cert_file"), error.to_string()),
         }

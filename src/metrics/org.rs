@@ -12,7 +12,7 @@ use super::text::{
     escape_label_value, push_line_fixed, push_line_u64, push_short, push_u64, Short,
     LATENCY_BUCKETS,
 };
-use crate::reason::Reason;
+use crate::obf::reason::Reason;
 
 /// A gauge with three decimals, held in thousandths as an integer (writing a large scrape then
 /// needs no float formatting), that can be absent ("nothing to say yet").
@@ -181,7 +181,7 @@ impl ReasonCounters {
 
 /// Every series of one org. Shared between the registry (for rendering) and the org's probe.
 /// The credential's gauges (validity, token expiry, last verified) are not here: every org of a
-/// credential reads them from the one [`crate::credential::CredentialState`].
+/// credential reads them from the one [`crate::obf::credential::CredentialState`].
 pub struct OrgMetrics {
     pub(super) org: String,
     /// `org="NAME"`, escaped, ready to write.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::org::{histogram_names, HistogramNames, OrgMetrics, LABELS_END};
 use super::text::{push_line_fixed, push_line_u64, Short};
-use crate::credential::CredentialState;
+use crate::obf::credential::CredentialState;
 
 /// One org as a scrape sees it: its series and its `obf_org_info` labels, ready to write.
 #[derive(Clone)]
@@ -338,7 +338,7 @@ pub(crate) mod test_fleet {
     use std::time::Duration;
 
     use super::super::{Metrics, OrgInfoLabels};
-    use crate::reason::Reason;
+    use crate::obf::reason::Reason;
 
     /// `orgs` orgs with one successful ping each; the last one also failed once.
     pub(crate) fn fleet(orgs: usize) -> Metrics {

@@ -1,8 +1,8 @@
 //! Series creation, removal and the per-org rendering.
 
 use super::*;
-use crate::credential::Snapshot;
-use crate::reason::Reason;
+use crate::obf::credential::Snapshot;
+use crate::obf::reason::Reason;
 
 impl Metrics {
     fn add_org_for_test(&self, info: OrgInfoLabels) -> Arc<OrgMetrics> {

@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use obf_exporter::controller::{self, ConfigSource, Controller, WebGuards};
+use obf_exporter::fleet::controller::{self, ConfigSource, Controller};
+use obf_exporter::http::web::{BasicAuth, WebGuards};
+use obf_exporter::http::{server, ServerState};
 use obf_exporter::metrics::Metrics;
-use obf_exporter::server::{self, ServerState};
-use obf_exporter::web::BasicAuth;
 use tokio::net::TcpListener;
 
 use crate::cli::TempDir;
@@ -47,12 +47,13 @@ impl ProtectedAgent {
             controller: controller.clone(),
             ready: Arc::new(AtomicBool::new(true)),
         };
-        let router = obf_exporter::web::protect(server::router(state), Some(web.auth.clone()));
+        let router =
+            obf_exporter::http::web::protect(server::router(state), Some(web.auth.clone()));
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = tcp.local_addr().expect("addr");
         // The agent's own accept loop, which puts the peer address in every request.
-        let limits = obf_exporter::web::Limits::for_this_process();
-        let server = tokio::spawn(obf_exporter::web::serve(
+        let limits = obf_exporter::http::web::Limits::for_this_process();
+        let server = tokio::spawn(obf_exporter::http::web::serve(
             tcp,
             None,
             router,

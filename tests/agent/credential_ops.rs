@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use obf_exporter::shard::Shard;
+use obf_exporter::config::shard::Shard;
 use obf_sim::Faults;
 
 use crate::cli::{Agent, TempDir};

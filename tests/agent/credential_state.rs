@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use obf_exporter::controller::{load, ConfigSource};
-use obf_exporter::shard::Shard;
+use obf_exporter::config::shard::Shard;
+use obf_exporter::fleet::controller::{load, ConfigSource};
 use obf_sim::Faults;
 
 use crate::cli::TempDir;

@@ -19,7 +19,7 @@ use crate::cli::{Agent, TempDir};
 use crate::support::{metric_value, TestSim};
 
 /// The server's header-read (and idle keep-alive) timeout.
-const HEADER_TIMEOUT: Duration = obf_exporter::web::HEADER_READ_TIMEOUT;
+const HEADER_TIMEOUT: Duration = obf_exporter::http::web::HEADER_READ_TIMEOUT;
 /// Slack on the timeouts for a loaded 2-core machine.
 const SLACK: Duration = Duration::from_secs(6);
 
@@ -369,7 +369,7 @@ async fn a_tls_connection_idle_after_the_handshake_is_closed_after_the_header_ti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_probe_calls_beyond_the_cap_get_503_and_open_no_connections() {
     const CALLS: usize = 40;
-    let limit = obf_exporter::server::MAX_ON_DEMAND_PROBES;
+    let limit = obf_exporter::http::server::MAX_ON_DEMAND_PROBES;
     let sim = TestSim::with_spacing(Duration::from_millis(100)).await;
     let dir = TempDir::new("probecap");
     let org = sim.org(

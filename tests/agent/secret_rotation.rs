@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use obf_exporter::commands::demo::{self, Rotation};
 use obf_exporter::config::Schedule;
-use obf_exporter::demo::{self, Rotation};
-use obf_exporter::probe::TokenUse;
+use obf_exporter::fleet::report::TokenUse;
 
 use crate::cli::TempDir;
 use crate::support::{metric_value, orgs, App, TestSim};

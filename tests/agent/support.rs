@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use obf_exporter::agent::build_orgs;
 use obf_exporter::config::{self, Config};
-use obf_exporter::controller::ConfigSource;
+use obf_exporter::fleet::agent::build_orgs;
+use obf_exporter::fleet::controller::ConfigSource;
+use obf_exporter::fleet::org::Org;
 use obf_exporter::metrics::Metrics;
-use obf_exporter::probe::Org;
 use obf_sim::{SimOptions, Simulator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -95,7 +95,7 @@ impl App {
     /// The agent reading `path`, so that reloads re-read it.
     pub async fn spawn_file(path: &std::path::Path) -> Self {
         let source = ConfigSource::File(path.to_path_buf());
-        let config = obf_exporter::controller::load(&source, None).expect("valid config");
+        let config = obf_exporter::fleet::controller::load(&source, None).expect("valid config");
         Self::start(config, source).await
     }
 
@@ -106,7 +106,7 @@ impl App {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(obf_exporter::commands::serve_source(
+        let task = tokio::spawn(obf_exporter::app::serve_source(
             config, source, None, listener, shutdown,
         ));
         App {

@@ -1,7 +1,9 @@
 //! Tests of [`parse`](super::parse) as a whole: valid files and their defaults here,
-//! rejected files in `rejects.rs`, secret handling in `secrets.rs`.
+//! rejected files in `rejects.rs`, secret handling in `secrets.rs`, the unknown-key walk against
+//! the real schema in `schema.rs`.
 
 mod rejects;
+mod schema;
 mod secrets;
 
 use std::path::{Path, PathBuf};

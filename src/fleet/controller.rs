@@ -1,0 +1,210 @@
+//! Owns the running configuration: the first load, reloads (SIGHUP, `POST /-/reload`) and the
+//! shard filter. A reload validates the whole new file first; an invalid one changes nothing.
+//!
+//! Every file a load reads (config, secrets, CA, TLS) is read on a blocking thread under
+//! [`LOAD_TIMEOUT`], never on an async worker: a stalled file system cannot freeze the server or
+//! the probes. The rest of a reload (applying the parsed config) does no file I/O.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::config::shard::Shard;
+use crate::config::{self, Config};
+use crate::fleet::agent::{Agent, Changes, OrgList};
+use crate::fleet::org::Org;
+use crate::fleet::supervisor::Recovering;
+use crate::metrics::Metrics;
+
+/// Where the configuration comes from.
+#[derive(Clone)]
+pub enum ConfigSource {
+    /// A file, re-read (with its secrets) on every reload.
+    File(PathBuf),
+    /// A fixed config (the demo); reloads re-apply it.
+    Fixed(Box<Config>),
+}
+
+/// Everything wrong with a config that was not applied, one problem per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ReloadError {
+    pub problems: Vec<String>,
+}
+
+pub struct Controller {
+    source: ConfigSource,
+    shard: Option<Shard>,
+    metrics: Arc<Metrics>,
+    agent: Mutex<Option<Agent>>,
+    orgs: OrgList,
+    recovering: Recovering,
+    web: Box<dyn FollowsConfig>,
+}
+
+/// A part outside the fleet that follows the configuration: the HTTP endpoints' protection
+/// (`http::web::WebGuards`). Declared here so that the controller drives it without knowing the
+/// HTTP side (which imports the fleet, not the other way round).
+pub trait FollowsConfig: Send + Sync {
+    /// Applies the reloaded `config`, before the fleet does: an error rejects the whole reload.
+    fn apply(&self, config: &Config) -> Result<(), ReloadError>;
+}
+
+/// How long loading a config (reading the file, its secrets, CA and TLS files) may take. The
+/// files are small and local, so this only ever fires on a stalled file system (a hung NFS or
+/// FUSE mount), where waiting longer would not help.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`load`] on a blocking thread, given at most [`LOAD_TIMEOUT`]. On timeout the thread is left to
+/// finish on its own (a blocked read cannot be cancelled); its result is dropped.
+pub async fn load_off_worker(
+    source: &ConfigSource,
+    shard: Option<Shard>,
+) -> Result<Config, ReloadError> {
+    let source = source.clone();
+    blocking_with_timeout(LOAD_TIMEOUT, move || load(&source, shard)).await
+}
+
+/// Runs `read` on a blocking thread and waits at most `limit` for it.
+async fn blocking_with_timeout<F>(limit: Duration, read: F) -> Result<Config, ReloadError>
+where
+    F: FnOnce() -> Result<Config, ReloadError> + Send + 'static,
+{
+    match tokio::time::timeout(limit, tokio::task::spawn_blocking(read)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(error)) => Err(ReloadError {
+            problems: vec![format!("reading the configuration failed: {error}")],
+        }),
+        Err(_) => Err(ReloadError {
+            problems: vec![format!(
+                "reading the configuration (config, secret, CA and TLS files) took longer than \
+                 {}; is a file on a stalled mount?",
+                humantime::format_duration(limit)
+            )],
+        }),
+    }
+}
+
+/// Loads the config from `source` and keeps only the orgs of `shard`. Reads files: call it where
+/// blocking is fine (`check`), else through [`load_off_worker`].
+pub fn load(source: &ConfigSource, shard: Option<Shard>) -> Result<Config, ReloadError> {
+    let mut config = match source {
+        ConfigSource::File(path) => config::load(path).map_err(|e| ReloadError {
+            problems: e.problems,
+        })?,
+        ConfigSource::Fixed(config) => (**config).clone(),
+    };
+    if let Some(shard) = shard {
+        config
+            .orgs
+            .retain(|org| shard.owns(&org.host, &org.client_id));
+    }
+    Ok(config)
+}
+
+impl Controller {
+    /// Applies the first config and starts the schedules.
+    pub async fn start(
+        source: ConfigSource,
+        shard: Option<Shard>,
+        metrics: Arc<Metrics>,
+        config: &Config,
+        web: impl FollowsConfig + 'static,
+    ) -> Result<Arc<Self>, ReloadError> {
+        let mut agent = Agent::new(metrics.clone());
+        metrics.set_shard(shard);
+        agent.apply(config).await.map_err(|e| ReloadError {
+            problems: vec![e.to_string()],
+        })?;
+        metrics.record_config_load(true);
+        let orgs = agent.org_list();
+        let recovering = agent.recovering();
+        Ok(Arc::new(Controller {
+            source,
+            shard,
+            metrics,
+            agent: Mutex::new(Some(agent)),
+            orgs,
+            recovering,
+            web: Box::new(web),
+        }))
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The configured orgs, by name.
+    pub fn orgs(&self) -> Vec<Arc<Org>> {
+        let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        orgs.values().cloned().collect()
+    }
+
+    /// Orgs whose schedule task was restarted after a panic and has not completed a run since.
+    pub fn recovering_orgs(&self) -> Vec<String> {
+        self.recovering.names()
+    }
+
+    pub fn org(&self, name: &str) -> Option<Arc<Org>> {
+        let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
+        orgs.get(name).cloned()
+    }
+
+    /// Re-reads the config; applies it only if it is valid as a whole.
+    pub async fn reload(&self) -> Result<Changes, ReloadError> {
+        let mut agent = self.agent.lock().await;
+        let Some(agent) = agent.as_mut() else {
+            return Err(ReloadError {
+                problems: vec!["shutting down".to_string()],
+            });
+        };
+        let result = match load_off_worker(&self.source, self.shard).await {
+            Ok(config) => {
+                for warning in &config.warnings {
+                    tracing::warn!("{warning}");
+                }
+                // TLS files first: if they are broken, nothing of the new config is applied.
+                match self.web.apply(&config) {
+                    Ok(()) => agent.apply(&config).await.map_err(|e| ReloadError {
+                        problems: vec![e.to_string()],
+                    }),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        match &result {
+            Ok(changes) => {
+                self.metrics.record_config_load(true);
+                tracing::info!(
+                    added = ?changes.added,
+                    changed = ?changes.changed,
+                    relabelled = ?changes.relabelled,
+                    secret_changed = ?changes.rotated,
+                    removed = ?changes.removed,
+                    unchanged = changes.unchanged,
+                    "configuration reloaded"
+                );
+            }
+            Err(error) => {
+                self.metrics.record_config_load(false);
+                for problem in &error.problems {
+                    tracing::error!("reload rejected: {problem}");
+                }
+                tracing::error!(
+                    "configuration reload failed; the previous configuration keeps running"
+                );
+            }
+        }
+        result
+    }
+
+    /// Stops scheduling and waits for runs in progress.
+    pub async fn stop(&self) {
+        if let Some(agent) = self.agent.lock().await.take() {
+            agent.stop().await;
+        }
+    }
+}
