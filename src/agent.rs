@@ -11,7 +11,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client_secret::SecretHolder;
-use crate::config::{AuthMode, CaFile, Config, OrgConfig, Schedule, SecretSource};
+use crate::config::{
+    AuthMode, CaFile, Config, LatencyHistograms, OrgConfig, Schedule, SecretSource,
+};
 use crate::metrics::{Metrics, OrgInfoLabels};
 use crate::obf_client::{BuildError, ObfClient};
 use crate::probe::Org;
@@ -146,6 +148,7 @@ fn info_labels(config: &OrgConfig) -> OrgInfoLabels {
 /// Builds every org of `config` without scheduling them (for `probe`).
 pub async fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Org>>, BuildError> {
     let mut shared = Shared::default();
+    metrics.set_latency_per_host(config.latency_histograms == LatencyHistograms::Host);
     let mut orgs = Vec::with_capacity(config.orgs.len());
     for org in &config.orgs {
         orgs.push(shared.build(org, metrics).await?);
@@ -306,6 +309,10 @@ impl Agent {
                 }
             }
         }
+
+        // Built: the reload goes ahead, with its histogram keying (which re-keys every org).
+        let per_host = config.latency_histograms == LatencyHistograms::Host;
+        self.metrics.set_latency_per_host(per_host);
 
         // Kept orgs: a new secret replaces the credential's token (unless the file watcher
         // installed it already), new labels replace `obf_org_info`; the task keeps running.
