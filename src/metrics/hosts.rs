@@ -9,15 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::org::{AtomicHistogram, HistogramNames};
+use super::org::{AtomicHistogram, HistogramNames, HostSinks};
 use super::scrape::{PING_DURATION, TOKEN_REFRESH_DURATION};
 use super::text::escape_label_value;
-
-/// The histograms an org records into while the mode is `"host"`.
-pub(super) struct HostSinks {
-    pub(super) ping: Arc<AtomicHistogram>,
-    pub(super) token: Arc<AtomicHistogram>,
-}
 
 /// Which host histograms an org uses: its `host` and `api`, as in `obf_org_info`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

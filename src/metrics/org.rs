@@ -6,10 +6,9 @@
 //! single pass over the atomics.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
-use super::hosts::HostSinks;
 use super::text::{
     escape_label_value, push_line_fixed, push_line_u64, push_short, push_u64, Short,
     LATENCY_BUCKETS,
@@ -157,6 +156,13 @@ impl AtomicHistogram {
         push_line_fixed::<6>(out, names.sum, labels, &LABELS_END, sum);
         push_line_u64(out, names.count, labels, &LABELS_END, count);
     }
+}
+
+/// The histograms of its host an org records into with `latency_histograms = "host"` (see
+/// `hosts.rs`, which owns them).
+pub(super) struct HostSinks {
+    pub(super) ping: Arc<AtomicHistogram>,
+    pub(super) token: Arc<AtomicHistogram>,
 }
 
 /// Counters by reason; a reason's series exists once its count is above zero.
