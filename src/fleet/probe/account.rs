@@ -1,6 +1,8 @@
 //! The one place a probe's outcomes become its effects: [`account`] turns a [`Run`] into the
 //! [`ProbeReport`] and the list of metric updates, as a pure function (no I/O, no clock, no
-//! lock), and [`Org::record`] applies them and keeps the report in the org's history.
+//! lock), and [`Org::record`] applies them and keeps the report in the org's history. The
+//! updates are applied when the run ends, one after the other: a scrape during a run sees the
+//! previous run's ping and token series, not half of this one's.
 //!
 //! The steps are accounted in the order they ran, and a later one overrides what an earlier one
 //! said where both speak (the last ping's status, the last token request's timing): that order

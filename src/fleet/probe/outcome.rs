@@ -9,6 +9,9 @@ use crate::obf::client::CallFailure;
 use crate::obf::token::RequestRecord;
 
 /// One run of the probe, from start to end.
+// One `Run` exists per probe, on its stack, and is never stored or moved in bulk: the size of
+// the small variant does not matter, and boxing the large one would cost an allocation per run.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Run {
     /// A recent ping was answered 429: this run sent nothing; pings resume after `wait`.
