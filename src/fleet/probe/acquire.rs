@@ -9,18 +9,19 @@
 
 use secrecy::SecretString;
 
+use super::outcome::TokenOutcome;
 use crate::fleet::client_secret::{self, Reread};
 use crate::fleet::org::Org;
-use crate::fleet::report::{ProbeReport, TokenUse};
 use crate::obf::reason::Reason;
-use crate::obf::token::{Acquired, TokenFailure};
+use crate::obf::token::{Token, TokenFailure};
 
 impl Org {
+    /// One call of the token cache, with the secret read at the request. Returns the token, if
+    /// any, and what happened, for [`super::account::account`].
     pub(super) async fn acquire_token(
         &self,
         replace: Option<u64>,
-        report: &mut ProbeReport,
-    ) -> Acquired {
+    ) -> (Option<Token>, TokenOutcome) {
         let client = &self.client;
         let endpoint = self.endpoint();
         let auth = self.config.auth;
@@ -39,43 +40,24 @@ impl Org {
                 result
             })
             .await;
+        // Logged here, when it happens; the metrics and the report are the run's (`account`).
         if let Some(request) = &acquired.request {
-            let failure = request.result.as_ref().err();
-            report.token_seconds = Some(request.duration.as_secs_f64());
-            report.token = match failure {
-                None => {
-                    self.metrics.token_refreshed(request.duration, None);
-                    TokenUse::Fetched
-                }
-                Some(f) if request.superseded && f.reason == Reason::Rejected => {
-                    self.metrics.token_refresh_superseded(request.duration);
-                    report.detail = Some(
-                        "token request: refused for a secret that has since been replaced (the \
-                         secret changed); the next token request uses the new one"
-                            .to_string(),
-                    );
+            if let Err(failure) = &request.result {
+                if request.superseded && failure.reason == Reason::Rejected {
                     tracing::debug!(
                         org = self.name(),
                         "token request refused for a replaced secret"
                     );
-                    TokenUse::Failed
+                } else {
+                    tracing::debug!(org = self.name(), reason = %failure.reason, detail = %failure.detail, "token request failed");
                 }
-                Some(f) => {
-                    self.metrics
-                        .token_refreshed(request.duration, Some(f.reason));
-                    report.token_failure = Some(f.reason);
-                    report.detail = Some(format!("token request: {}", f.detail));
-                    tracing::debug!(org = self.name(), reason = %f.reason, detail = %f.detail, "token request failed");
-                    TokenUse::Failed
-                }
-            };
-        } else if acquired.reused {
-            report.token = TokenUse::Reused;
+            }
         }
-        if acquired.reused {
-            self.metrics.token_reused();
-        }
-        acquired
+        let outcome = TokenOutcome {
+            request: acquired.request,
+            reused: acquired.reused,
+        };
+        (acquired.token, outcome)
     }
 
     /// `refused` was just refused by the token endpoint: if the secret's file now holds another

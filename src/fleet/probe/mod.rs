@@ -2,20 +2,26 @@
 //!
 //! It owns the "403 with a cached token" rule (drop it, get a fresh one, ping once more), the
 //! `no_token` outcome, and the ping back-off after a 429 and the subscription check's timing.
-//! State-change logging and the recent history are the org's (`org.rs`). It does not know when it
-//! runs (the schedule decides) nor how tokens are spaced (the token cache decides).
+//! Each step does its I/O, updates the timers it owns and returns a typed outcome
+//! ([`outcome`]); the run's metrics and report are made from all of them in one place
+//! ([`account`]). State-change logging and the recent history are the org's (`org.rs`). It does
+//! not know when it runs (the schedule decides) nor how tokens are spaced (the token cache
+//! decides).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::org::Org;
-use super::report::{ProbeReport, TokenUse};
+use super::report::ProbeReport;
 use crate::obf::client::{CallFailure, Endpoint};
 use crate::obf::reason::Reason;
 use crate::obf::token::Token;
+use outcome::{Again, PingOutcome, Pings, Run, SubscriptionOutcome};
 
+mod account;
 mod acquire;
+mod outcome;
 
 /// A failed subscription check is tried again after this, not at every run.
 const SUBSCRIPTION_RETRY: Duration = Duration::from_secs(60);
@@ -32,51 +38,27 @@ impl Org {
         }
     }
 
-    /// Runs one probe and records it.
+    /// Runs one probe and records it: each step returns what it did ([`outcome`]), and
+    /// [`account::account`] turns the whole run into its metric updates and report.
     pub async fn probe(&self) -> ProbeReport {
-        let mut report = ProbeReport {
-            org: self.name().to_string(),
-            success: false,
-            reason: None,
-            status: None,
-            ping_seconds: None,
-            token: TokenUse::None,
-            token_seconds: None,
-            token_failure: None,
-            token_expires_at: None,
-            credentials_valid: None,
-            credentials_last_verified: None,
-            subscription_ends: None,
-            finished_at: 0.0,
-            detail: None,
-        };
-
-        if let Some(wait) = self.ping_withheld() {
+        let run = match self.ping_withheld() {
             // The API asked us to slow down (429 on a ping): this run sends nothing.
-            self.metrics.ping_failed(Reason::RateLimited, None, None);
-            report.reason = Some(Reason::RateLimited);
-            report.detail = Some(format!(
-                "not sent: the API answered 429 to a recent ping; next ping in {} s",
-                wait.as_secs().max(1)
-            ));
-            self.finish(&mut report).await;
-            return report;
-        }
-
-        let acquired = self.acquire_token(None, &mut report).await;
-        let token = match acquired.token {
-            Some(token) => {
-                self.ping_with_retry(token, acquired.reused, &mut report)
-                    .await
-            }
+            Some(wait) => Run::Withheld { wait },
             None => {
-                self.fail_without_token(None, &mut report);
-                None
+                let (token, first) = self.acquire_token(None).await;
+                let (pings, token) = match token {
+                    Some(token) => self.ping_with_retry(token, first.reused).await,
+                    None => (Pings::NoToken, None),
+                };
+                let subscription = self.check_subscription(token.as_ref()).await;
+                Run::Sent {
+                    token: first,
+                    pings,
+                    subscription,
+                }
             }
         };
-        self.check_subscription(token.as_ref(), &mut report).await;
-        self.finish(&mut report).await;
-        report
+        self.record(&run)
     }
 
     /// How long pings are still held back after a 429, if they are.
@@ -109,132 +91,79 @@ impl Org {
         }
     }
 
-    /// The credential's state as the gauges show it, the finish time, the log and the history.
-    async fn finish(&self, report: &mut ProbeReport) {
-        // The credential gauges read the same state live: the report agrees with them.
-        let snapshot = self.tokens.snapshot();
-        report.token_expires_at = snapshot.token_expires_at.map(crate::metrics::unix_seconds);
-        report.credentials_valid = snapshot.credentials_valid;
-        report.credentials_last_verified = snapshot.last_verified.map(crate::metrics::unix_seconds);
-        let finished = SystemTime::now();
-        self.metrics.probe_finished(finished);
-        report.finished_at = crate::metrics::unix_seconds(finished);
-        self.remember(report);
-    }
-
     /// Pings with `token`; on 401/403 with a cached token, drops it and pings once more with a
-    /// fresh one. Returns the token that is still believed good, for the subscription check.
-    async fn ping_with_retry(
-        &self,
-        token: Token,
-        reused: bool,
-        report: &mut ProbeReport,
-    ) -> Option<Token> {
-        let failure = match self.ping(&token, report).await {
-            Ok(()) => return Some(token),
-            Err(failure) => failure,
-        };
-        let refused = matches!(failure.status, Some(401 | 403));
-        if !(refused && reused) {
-            self.fail_ping(failure, report);
-            if refused {
-                self.tokens.discard(token.generation);
-                return None;
-            }
-            return Some(token);
-        }
-        tracing::debug!(org = self.name(), status = ?failure.status, "cached token refused; getting a fresh one");
-        let again = self.acquire_token(Some(token.generation), report).await;
-        match again.token {
-            Some(fresh) if fresh.generation != token.generation => {
-                match self.ping(&fresh, report).await {
-                    Ok(()) => Some(fresh),
-                    Err(failure) => {
-                        let refused = matches!(failure.status, Some(401 | 403));
-                        self.fail_ping(failure, report);
-                        if refused {
-                            self.tokens.discard(fresh.generation);
-                            return None;
-                        }
-                        Some(fresh)
-                    }
+    /// fresh one. Returns what happened and the token that is still believed good, for the
+    /// subscription check.
+    async fn ping_with_retry(&self, token: Token, reused: bool) -> (Pings, Option<Token>) {
+        let first = self.ping(&token).await;
+        let (elapsed, refused) = match first.result {
+            Ok(_) => return (Pings::Once(first), Some(token)),
+            Err(ref failure) if !(is_refusal(failure) && reused) => {
+                let still_good = !is_refusal(failure);
+                if !still_good {
+                    self.tokens.discard(token.generation);
                 }
+                return (Pings::Once(first), still_good.then_some(token));
             }
-            _ if again.request.is_some() => {
-                // The token endpoint was asked and gave nothing: the ping could not be repeated.
-                // Its status stays the refused ping's.
-                self.fail_without_token(failure.status, report);
-                None
+            Err(failure) => (first.elapsed, failure),
+        };
+        tracing::debug!(org = self.name(), status = ?refused.status, "cached token refused; getting a fresh one");
+        let (fresh, again) = self.acquire_token(Some(token.generation)).await;
+        let (then, good) = match fresh {
+            Some(fresh) if fresh.generation != token.generation => {
+                let ping = self.ping(&fresh).await;
+                let good = match &ping.result {
+                    Err(failure) if is_refusal(failure) => {
+                        self.tokens.discard(fresh.generation);
+                        None
+                    }
+                    _ => Some(fresh),
+                };
+                (Again::Pinged(ping), good)
             }
-            _ => {
-                // No fresh token within this probe's time: the refusal stands; the next run
-                // requests a fresh token because the refused one is gone from the cache.
-                self.fail_ping(failure, report);
-                None
-            }
-        }
+            // The token endpoint was asked and gave nothing.
+            _ if again.request.is_some() => (Again::NoToken, None),
+            // No fresh token within this probe's time: the refusal stands; the next run
+            // requests a fresh token because the refused one is gone from the cache.
+            _ => (Again::NotAsked, None),
+        };
+        let pings = Pings::Retried {
+            elapsed,
+            refused,
+            token: again,
+            again: then,
+        };
+        (pings, good)
     }
 
-    async fn ping(&self, token: &Token, report: &mut ProbeReport) -> Result<(), CallFailure> {
+    /// Sends one ping and notes a 429 (or its absence) for the next runs.
+    async fn ping(&self, token: &Token) -> PingOutcome {
         let started = Instant::now();
         let result = self
             .client
             .ping(&self.endpoint(), self.config.api, &token.access_token)
             .await;
         let elapsed = started.elapsed();
-        report.ping_seconds = Some(elapsed.as_secs_f64());
         self.note_ping_rate_limit(result.as_ref().err());
-        match result {
-            Ok(ok) => {
-                self.metrics.ping_succeeded(ok.status, elapsed);
-                report.success = true;
-                report.reason = None;
-                report.status = Some(ok.status);
-                report.detail = None;
-                Ok(())
-            }
-            Err(failure) => {
-                self.metrics.observe_ping_duration(elapsed);
-                report.status = failure.status;
-                Err(failure)
-            }
+        PingOutcome {
+            elapsed,
+            result: result.map(|ok| ok.status),
         }
     }
 
-    fn fail_ping(&self, failure: CallFailure, report: &mut ProbeReport) {
-        // The duration was observed when the request returned.
-        self.metrics
-            .ping_failed(failure.reason, failure.status, None);
-        report.success = false;
-        report.reason = Some(failure.reason);
-        report.detail = Some(failure.detail);
-    }
-
-    /// `status` is that of a ping refused earlier in this probe, if any.
-    fn fail_without_token(&self, status: Option<u16>, report: &mut ProbeReport) {
-        self.metrics.ping_failed(Reason::NoToken, status, None);
-        report.success = false;
-        report.reason = Some(Reason::NoToken);
-        if report.detail.is_none() {
-            report.detail = Some(match report.token_failure {
-                Some(reason) => format!("no usable token: token request failed ({reason})"),
-                None => "no usable token: next token request not allowed yet".to_string(),
-            });
-        }
-    }
-
-    async fn check_subscription(&self, token: Option<&Token>, report: &mut ProbeReport) {
+    /// Checks the subscription's end when it is due, with the token still believed good.
+    async fn check_subscription(&self, token: Option<&Token>) -> SubscriptionOutcome {
         let interval = self.config.subscription_check_interval;
         if interval.is_zero() {
-            self.metrics.clear_subscription_expiry();
-            return;
+            return SubscriptionOutcome::Off;
         }
         let now = Instant::now();
         {
             let state = self.lock_state();
-            report.subscription_ends = state.subscription_ends;
             if state.subscription_due.is_some_and(|due| now < due) {
-                return;
+                return SubscriptionOutcome::NotDue {
+                    ends: state.subscription_ends,
+                };
             }
         }
         let result = match token {
@@ -251,15 +180,13 @@ impl Org {
             }),
         };
         let mut state = self.lock_state();
-        match result {
+        match &result {
             Ok(paid_until) => {
-                self.metrics.set_subscription_expiry(paid_until);
-                state.subscription_ends = Some(paid_until);
+                state.subscription_ends = Some(*paid_until);
                 state.subscription_due = Some(crate::clock::after(now, interval));
             }
             Err(failure) => {
                 tracing::debug!(org = self.name(), reason = %failure.reason, detail = %failure.detail, "subscription check failed");
-                self.metrics.subscription_check_failed(failure.reason);
                 // Transient failures are retried within a minute; an answer that came but was
                 // unusable (no numeric paid_until) would only come again: next check as planned.
                 // A 429's Retry-After (capped at an hour) is honoured when it asks for longer.
@@ -276,6 +203,14 @@ impl Org {
                 state.subscription_due = Some(crate::clock::after(now, retry));
             }
         }
-        report.subscription_ends = state.subscription_ends;
+        SubscriptionOutcome::Checked {
+            result,
+            ends: state.subscription_ends,
+        }
     }
+}
+
+/// The API refused the token (401/403).
+fn is_refusal(failure: &CallFailure) -> bool {
+    matches!(failure.status, Some(401 | 403))
 }

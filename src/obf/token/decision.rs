@@ -3,7 +3,7 @@
 //! token, withhold one (and why), request one now, or request one when the spacing ends.
 //!
 //! No I/O, no clock, no lock: [`super::TokenCache::acquire`] reads the clock, takes the locks,
-//! sleeps and fetches, and applies the answer.
+//! sleeps and fetches, and applies the answer with `State::answered` (`answer.rs`).
 
 use std::time::{Duration, SystemTime};
 

@@ -3,8 +3,10 @@
 //! It owns every rule about *when* a token may be requested: reuse until shortly before expiry (or
 //! until `credential_check_interval` after it was obtained), at most one request in flight,
 //! never two requests closer than `token_min_interval`, backoff after 429 / 5xx / network
-//! errors, and no retry after a rejection until a later scheduled run; the rules themselves are
-//! the pure `decision::decide`. It publishes what it learns about the credential in a
+//! errors, and no retry after a rejection until a later scheduled run. The rules are the pure
+//! `decision::decide`, the effects of an answer are `answer`'s `State::answered` (time passed
+//! in), and [`TokenCache::acquire`] only drives them: decide, wait or fetch, record. It publishes
+//! what it learns about the credential in a
 //! [`CredentialState`] every org of the credential reads. It does not know how a token is
 //! fetched (the caller passes the fetch) nor anything about metrics.
 
@@ -19,8 +21,10 @@ use crate::obf::credential::CredentialState;
 pub use crate::obf::credential::Snapshot;
 use crate::obf::reason::Reason;
 use crate::{clock, random};
-use decision::{CachedToken, Decision, State};
+use answer::Sent;
+use decision::{Decision, State};
 
+mod answer;
 mod decision;
 
 /// Backoff never grows past this.
@@ -279,124 +283,21 @@ impl TokenCache {
         acquired
     }
 
-    /// Applies the answer of the request `sent`.
+    /// Applies the answer of the request `sent` (see [`State::answered`]) and publishes the
+    /// credential's state.
     fn record(
         &self,
         result: Result<IssuedToken, TokenFailure>,
         sent: Sent,
         duration: Duration,
     ) -> Acquired {
-        let (sent_at, sent_wall) = (sent.at, sent.wall);
         let mut state = self.lock();
-        let now = Instant::now();
-        // The spacing counts from the answer, not the send: the server issued the token somewhere
-        // in between, and counting from the send could land a retry inside its ten seconds.
-        state.last_request = Some(now);
-        let superseded = state.credentials_epoch != sent.epoch;
-        let failure = match result {
-            Ok(issued) if superseded => {
-                // Obtained with the old secret: it works, so this caller may use it, but it is
-                // not kept: the next request must carry the new secret.
-                state.generation += 1;
-                state.backoff_until = None;
-                state.backoff_step = 0;
-                let token = Token {
-                    access_token: issued.access_token,
-                    generation: state.generation,
-                    expires_at: None,
-                };
-                return Acquired {
-                    token: Some(token),
-                    reused: false,
-                    request: Some(RequestRecord {
-                        duration,
-                        result: Ok(()),
-                        superseded,
-                    }),
-                    withheld: None,
-                };
-            }
-            Ok(issued) => {
-                // Absurd lifetimes (a broken server) must not overflow the clock arithmetic.
-                let lifetime = issued
-                    .expires_in
-                    .unwrap_or(state.policy.max_age)
-                    .min(MAX_TOKEN_LIFETIME);
-                state.generation += 1;
-                let token = Token {
-                    access_token: issued.access_token,
-                    generation: state.generation,
-                    expires_at: issued
-                        .expires_in
-                        .map(|_| clock::wall_after(sent_wall, lifetime)),
-                };
-                state.token = Some(CachedToken {
-                    token: token.clone(),
-                    obtained_at: sent_at,
-                    lifetime,
-                });
-                state.backoff_until = None;
-                state.backoff_step = 0;
-                state.rejected_at = None;
-                state.credentials_valid = Some(true);
-                state.last_verified = Some(SystemTime::now());
-                self.publish(&state);
-                return Acquired {
-                    token: Some(token),
-                    reused: false,
-                    request: Some(RequestRecord {
-                        duration,
-                        result: Ok(()),
-                        superseded,
-                    }),
-                    withheld: None,
-                };
-            }
-            Err(failure) => failure,
-        };
-        match failure.reason {
-            // A refusal of the old secret says nothing about the new one.
-            Reason::Rejected if superseded => {}
-            Reason::Rejected => {
-                state.rejected_at = Some(now);
-                state.credentials_valid = Some(false);
-                state.token = None;
-            }
-            _ => {
-                let min_interval = state.policy.min_interval;
-                let delay = match failure.retry_after {
-                    // Honoured, but capped: a proxy saying "come back tomorrow" must not
-                    // silence a credential for a day.
-                    // Not `clamp`: it panics when token_min_interval is over the cap; the spacing wins then.
-                    Some(retry_after) => retry_after.min(MAX_RETRY_AFTER).max(min_interval),
-                    None => backoff_delay(min_interval, state.backoff_step),
-                };
-                state.backoff_step = state.backoff_step.saturating_add(1);
-                state.backoff_until = Some(clock::after(now, delay));
-            }
-        }
+        let acquired = state.answered(result, sent, duration, Instant::now(), SystemTime::now());
+        // Also when the answer changed nothing published (one superseded): the published state
+        // mirrors `state` after every change, so publishing it again writes the same values.
         self.publish(&state);
-        // A transient failure changes nothing else: a token that still works stays in use.
-        let token = state.usable(now).map(|cached| cached.token.clone());
-        Acquired {
-            reused: token.is_some(),
-            token,
-            request: Some(RequestRecord {
-                duration,
-                result: Err(failure),
-                superseded,
-            }),
-            withheld: None,
-        }
+        acquired
     }
-}
-
-/// When a request was sent, and with which credentials.
-#[derive(Clone, Copy)]
-struct Sent {
-    at: Instant,
-    wall: SystemTime,
-    epoch: u64,
 }
 
 fn reused(token: Token) -> Acquired {
