@@ -3,8 +3,8 @@
 //! It owns the "403 with a cached token" rule (drop it, get a fresh one, ping once more), the
 //! `no_token` outcome, and the ping back-off after a 429 and the subscription check's timing.
 //! Each step does its I/O, updates the timers it owns and returns a typed outcome
-//! ([`outcome`]); the run's metrics and report are made from all of them in one place
-//! ([`account`]). State-change logging and the recent history are the org's (`org.rs`). It does
+//! (`outcome`); the run's metrics and report are made from all of them in one place
+//! (`account`). State-change logging and the recent history are the org's (`org.rs`). It does
 //! not know when it runs (the schedule decides) nor how tokens are spaced (the token cache
 //! decides).
 
@@ -38,8 +38,8 @@ impl Org {
         }
     }
 
-    /// Runs one probe and records it: each step returns what it did ([`outcome`]), and
-    /// [`account::account`] turns the whole run into its metric updates and report.
+    /// Runs one probe and records it: each step returns what it did (`outcome`), and
+    /// `account::account` turns the whole run into its metric updates and report.
     pub async fn probe(&self) -> ProbeReport {
         let run = match self.ping_withheld() {
             // The API asked us to slow down (429 on a ping): this run sends nothing.
