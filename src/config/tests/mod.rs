@@ -71,7 +71,7 @@ pub(super) fn parse_ok(text: &str) -> Config {
 pub(super) fn problems(text: &str) -> Vec<String> {
     match parse(text, "t.toml", &env) {
         Ok(_) => panic!("expected problems, config was accepted:\n{text}"),
-        Err(e) => e.problems,
+        Err(e) => e.lines(),
     }
 }
 
