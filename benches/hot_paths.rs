@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the hot paths: `/metrics` rendering at 10,000 orgs, a token cache hit, and
-//! failure classification.
+//! Micro-benchmarks of the hot paths: `/metrics` rendering at 10,000 orgs (latency histograms per
+//! org, then per host), a token cache hit, and failure classification.
 //!
 //! A plain `harness = false` program rather than Criterion: Criterion would add ~40 crates to
 //! every CI build (`clippy --all-targets` compiles benches) for statistics these three numbers do
@@ -98,6 +98,26 @@ fn main() {
     );
     measure(
         &format!("render /metrics, {orgs} orgs (256 KB chunks, as served)"),
+        samples,
+        1,
+        || {
+            let mut bytes = 0;
+            let mut scrape = metrics.scrape();
+            while let Some(chunk) = scrape.next_chunk(256 * 1024) {
+                bytes += chunk.len();
+            }
+            black_box(bytes);
+        },
+    );
+    // The same fleet with `latency_histograms = "host"`: one ping and one token histogram in all.
+    metrics.set_latency_per_host(true);
+    let size = metrics.render().len();
+    println!(
+        "metrics text for {orgs} orgs, latency histograms per host: {:.1} MB",
+        size as f64 / 1e6
+    );
+    measure(
+        &format!("render /metrics, {orgs} orgs, histograms per host (256 KB chunks)"),
         samples,
         1,
         || {

@@ -1,74 +1,72 @@
 //! The OBF base URL: checked to be a plain http(s) URL and normalised
-//! (`scheme://host[:port][/prefix]`, lower-case scheme and host, no trailing slash) so that
-//! two spellings of one host share a token. No URL crate: the accepted shape is small.
+//! (`scheme://host[:port][/prefix]`) so that two spellings of one host share a token. Parsing
+//! and normalisation are the `url` crate's (the one reqwest sends with); the checks here only
+//! make it stricter than a browser's forgiving parser, as a config file should be.
 
-/// Validates an http(s) base URL and normalises it to `scheme://host[:port][/prefix]`: scheme
-/// and host lower-cased, no trailing slash, so equal hosts compare equal.
+use url::{Host, Url};
+
+/// Validates an http(s) base URL and normalises it to `scheme://host[:port][/prefix]`, as the
+/// `url` crate does (lower-case scheme and host, IDNA host names in their `xn--` form, IPv4 and
+/// IPv6 addresses in canonical form, the scheme's default port dropped, the path's `.`/`..`
+/// resolved and anything outside ASCII percent-encoded), then without a trailing slash, so
+/// equal hosts compare equal.
 pub(crate) fn normalize_host(text: &str) -> Result<String, String> {
     let bad = |why: &str| Err(format!("invalid host {text:?}: {why}"));
+    // The `url` crate forgives what a config file should not: it drops tabs and newlines
+    // anywhere, accepts `https:x` and `https:\\x`, takes `https:///x` as host `x`, and ignores
+    // an empty user info (`https://@x`) or port (`https://x:`).
     let lower = text.to_ascii_lowercase();
-    let (scheme, rest) = if lower.starts_with("https://") {
-        ("https", text.get("https://".len()..).unwrap_or_default())
-    } else if lower.starts_with("http://") {
-        ("http", text.get("http://".len()..).unwrap_or_default())
-    } else {
+    let Some(rest) = ["https://", "http://"]
+        .iter()
+        .find(|prefix| lower.starts_with(*prefix))
+        .and_then(|prefix| text.get(prefix.len()..))
+    else {
         return bad("must start with http:// or https://");
     };
-    if rest.contains(['?', '#']) {
-        return bad("must not have a query or fragment");
-    }
-    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("must not contain whitespace");
     }
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return bad("no host name");
+    }
     if authority.contains('@') {
         return bad("must not contain user info (credentials belong in client_secret_*)");
     }
-    let (hostname, port) = if let Some(v6) = authority.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((addr, tail)) if addr.parse::<std::net::Ipv6Addr>().is_ok() => {
-                let port = match tail {
-                    "" => None,
-                    _ => match tail.strip_prefix(':') {
-                        Some(port) => Some(port),
-                        None => return bad("unexpected text after the IPv6 address"),
-                    },
-                };
-                (authority.get(..addr.len() + 2).unwrap_or_default(), port)
-            }
-            _ => return bad("invalid IPv6 address"),
-        }
-    } else {
-        match authority.split_once(':') {
-            Some((h, port)) => (h, Some(port)),
-            None => (authority, None),
-        }
-    };
-    if hostname.is_empty() {
-        return bad("no host name");
+    // `url` reads an empty port as none.
+    if authority.ends_with(':') {
+        return bad("port must be a number from 1 to 65535");
     }
-    if !hostname.starts_with('[')
-        && !hostname
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_'))
-    {
-        return bad("host name has characters a host name cannot have");
-    }
-    let port = match port {
-        None => String::new(),
-        Some(port) => match port.parse::<u16>() {
-            // The scheme's default port is dropped, so one server is one token cache.
-            Ok(443) if scheme == "https" => String::new(),
-            Ok(80) if scheme == "http" => String::new(),
-            Ok(n) if n > 0 => format!(":{n}"),
-            _ => return bad("port must be a number from 1 to 65535"),
-        },
+    let url = match Url::parse(text) {
+        Ok(url) => url,
+        Err(url::ParseError::InvalidPort) => return bad("port must be a number from 1 to 65535"),
+        Err(url::ParseError::InvalidIpv6Address) => return bad("invalid IPv6 address"),
+        Err(e) => return bad(&e.to_string()),
     };
-    let path = path.trim_end_matches('/');
-    Ok(format!(
-        "{scheme}://{}{port}{path}",
-        hostname.to_lowercase()
-    ))
+    if url.query().is_some() || url.fragment().is_some() {
+        return bad("must not have a query or fragment");
+    }
+    if url.port() == Some(0) {
+        return bad("port must be a number from 1 to 65535");
+    }
+    let host = match url.host() {
+        // A DNS name only: the `url` crate allows `!$&'()*+,;=` and more in a host name.
+        Some(Host::Domain(name))
+            if name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')) =>
+        {
+            name.to_owned()
+        }
+        Some(Host::Domain(_)) => return bad("host name has characters a host name cannot have"),
+        Some(Host::Ipv4(addr)) => addr.to_string(),
+        Some(Host::Ipv6(addr)) => format!("[{addr}]"),
+        None => return bad("no host name"),
+    };
+    // `port()` is `None` for the scheme's default port, so one server is one token cache.
+    let port = url.port().map(|n| format!(":{n}")).unwrap_or_default();
+    let path = url.path().trim_end_matches('/');
+    Ok(format!("{}://{host}{port}{path}", url.scheme()))
 }
 
 #[cfg(test)]
@@ -118,6 +116,70 @@ mod tests {
             "https://a b",
             "http://[nope]:1",
             "http://[::1]x",
+        ] {
+            assert!(normalize_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Where the `url` crate normalises what the hand-written code kept as written: two
+    /// spellings of one server now share a token, and the result is what reqwest sends anyway.
+    #[test]
+    fn the_url_crate_normalises_more_spellings_to_one() {
+        let cases = [
+            // IDNA: Unicode host names in their ASCII (`xn--`) form, case folded.
+            ("https://Bücher.EXAMPLE", "https://xn--bcher-kva.example"),
+            (
+                "https://xn--bcher-kva.example",
+                "https://xn--bcher-kva.example",
+            ),
+            // Percent-encoded host names are decoded; paths are percent-encoded.
+            ("https://exa%6Dple.com/", "https://example.com"),
+            ("https://x.example/ä/", "https://x.example/%C3%A4"),
+            ("https://x.example/a%2Fb", "https://x.example/a%2Fb"),
+            // Dot segments resolved; trailing slashes of a prefix dropped.
+            ("https://x.example/a/./b/../c//", "https://x.example/a/c"),
+            // Addresses in canonical form; default ports in either spelling dropped.
+            ("http://127.1:8080", "http://127.0.0.1:8080"),
+            ("http://[0:0::1]:9/", "http://[::1]:9"),
+            ("http://[::FFFF:7F00:1]", "http://[::ffff:127.0.0.1]"),
+            ("HTTP://X.Example:080/", "http://x.example"),
+            ("https://x.example:0443", "https://x.example"),
+            ("http://x.example:443", "http://x.example:443"),
+            ("https://x.example:80", "https://x.example:80"),
+            // As before: underscores, and a port with no default.
+            (
+                "https://my_host.example:65535",
+                "https://my_host.example:65535",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalize_host(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    /// What the `url` crate forgives (as browsers do) and a config file should not.
+    #[test]
+    fn what_the_url_crate_forgives_is_still_refused() {
+        for bad in [
+            "https:x.example",
+            "https:/x.example",
+            "https:\\\\x.example",
+            "https://\\x.example",
+            "https://x.exa\tmple",
+            "https://x.exa\nmple",
+            " https://x.example",
+            "https://x.example/a b",
+            "https://@x.example",
+            "https://:pw@x.example",
+            "https://x.example?",
+            "https://x.example#",
+            "https://x.example:",
+            "https://x!.example",
+            "https://x$.example",
+            "https://x.example:-1",
+            "https://x.example:65536",
+            "https://[::1",
+            "https://[1.2.3]",
         ] {
             assert!(normalize_host(bad).is_err(), "{bad}");
         }

@@ -53,10 +53,36 @@ pub struct Config {
     pub listen: Option<SocketAddr>,
     /// `[exporter.web]`, if present.
     pub web: Option<WebConfig>,
+    /// `[exporter] latency_histograms`.
+    pub latency_histograms: LatencyHistograms,
     /// In file order; names are unique.
     pub orgs: Vec<OrgConfig>,
     /// Things that work but deserve a log line (e.g. an inline secret).
     pub warnings: Vec<String>,
+}
+
+/// `[exporter] latency_histograms`: what the ping and token latency histograms are kept per.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LatencyHistograms {
+    /// One histogram per org (label `org`): 26 of an org's ~40 series.
+    #[default]
+    Org,
+    /// Ping time per (`host`, `api`), token time per `host` (one token endpoint serves both
+    /// APIs): a handful of series for the whole fleet; each org keeps
+    /// `obf_ping_last_duration_seconds`.
+    Host,
+}
+
+impl LatencyHistograms {
+    pub const ALLOWED: [&'static str; 2] = ["org", "host"];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "org" => Some(Self::Org),
+            "host" => Some(Self::Host),
+            _ => None,
+        }
+    }
 }
 
 /// Reads and validates the config file at `path`, with secrets from the real environment and
@@ -118,6 +144,16 @@ pub fn parse(
             })
             .ok()
     });
+    let latency_histograms = match exporter.latency_histograms.as_deref() {
+        None => LatencyHistograms::default(),
+        Some(text) => LatencyHistograms::parse(text).unwrap_or_else(|| {
+            p.at(
+                "exporter.latency_histograms",
+                settings::unknown_value(text, &LatencyHistograms::ALLOWED),
+            );
+            LatencyHistograms::default()
+        }),
+    };
     let web = exporter
         .web
         .as_ref()
@@ -142,6 +178,7 @@ pub fn parse(
     Ok(Config {
         listen,
         web,
+        latency_histograms,
         orgs: orgs.into_iter().map(|(_, org)| org).collect(),
         warnings,
     })

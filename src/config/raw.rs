@@ -26,6 +26,7 @@ pub struct RawFile {
 #[serde(deny_unknown_fields)]
 pub struct RawExporter {
     pub listen: Option<String>,
+    pub latency_histograms: Option<String>,
     pub web: Option<RawWeb>,
 }
 
@@ -124,8 +125,9 @@ const WEB: [Field; 3] = [
     },
 ];
 
-const EXPORTER: [Field; 2] = [
+const EXPORTER: [Field; 3] = [
     s("listen"),
+    s("latency_histograms"),
     Field {
         name: "web",
         kind: Kind::Table(&WEB),

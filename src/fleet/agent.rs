@@ -10,7 +10,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{AuthMode, CaFile, Config, OrgConfig, Schedule, SecretSource};
+use crate::config::{
+    AuthMode, CaFile, Config, LatencyHistograms, OrgConfig, Schedule, SecretSource,
+};
 use crate::fleet::client_secret::SecretHolder;
 use crate::fleet::org::Org;
 use crate::fleet::schedule::{run_schedule, spread_plans, Plan};
@@ -150,6 +152,7 @@ fn info_labels(config: &OrgConfig) -> OrgInfoLabels {
 /// Builds every org of `config` without scheduling them (for `probe`).
 pub async fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Org>>, BuildError> {
     let mut shared = Shared::default();
+    metrics.set_latency_per_host(config.latency_histograms == LatencyHistograms::Host);
     let mut orgs = Vec::with_capacity(config.orgs.len());
     for org in &config.orgs {
         orgs.push(shared.build(org, metrics).await?);
@@ -310,6 +313,10 @@ impl Agent {
                 }
             }
         }
+
+        // Built: the reload goes ahead, with its histogram keying (which re-keys every org).
+        let per_host = config.latency_histograms == LatencyHistograms::Host;
+        self.metrics.set_latency_per_host(per_host);
 
         // Kept orgs: a new secret replaces the credential's token (unless the file watcher
         // installed it already), new labels replace `obf_org_info`; the task keeps running.

@@ -4,11 +4,19 @@
 //! written straight into the text format: cheap at 10,000 orgs); exporter-wide ones (build and shard
 //! info, config loads, schedule lateness, task restarts, `process_*`) live in a `prometheus`
 //! registry. An org's series are removed with it.
+//!
+//! With `latency_histograms = "host"` the ping and token latency histograms are not the org's:
+//! its latencies go to one histogram per host (`hosts`), shared with the other orgs of that host,
+//! and the org keeps only `obf_ping_last_duration_seconds`. The mode can change at a reload
+//! ([`Metrics::set_latency_per_host`]): the histograms are re-keyed at once and the old series
+//! are gone from the next scrape.
 
+mod hosts;
 mod org;
 mod scrape;
 mod text;
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Arc, RwLock};
@@ -20,6 +28,7 @@ use prometheus::{
 };
 
 use crate::obf::credential::CredentialState;
+use hosts::{HostHistograms, HostKey};
 pub use org::OrgMetrics;
 #[cfg(test)]
 pub(crate) use scrape::test_fleet;
@@ -76,6 +85,8 @@ struct OrgEntry {
     info: Arc<str>,
     /// The credential's state, shared with the other orgs of the credential.
     credential: Arc<CredentialState>,
+    /// The host histograms the org records into when they are kept per host.
+    key: HostKey,
 }
 
 impl OrgEntry {
@@ -88,10 +99,19 @@ impl OrgEntry {
     }
 }
 
+/// The orgs' series and, with `latency_histograms = "host"`, the histograms they share.
+#[derive(Default)]
+struct Orgs {
+    by_name: BTreeMap<String, OrgEntry>,
+    /// Empty unless `per_host`; then every org holds one use of its entry's key.
+    hosts: HostHistograms,
+    per_host: bool,
+}
+
 /// All metrics. Cheap to share behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
-    orgs: RwLock<BTreeMap<String, OrgEntry>>,
+    orgs: RwLock<Orgs>,
     shard_info: IntGaugeVec,
     pub config_reload_successful: IntGauge,
     pub config_reload_success_time: Gauge,
@@ -184,11 +204,41 @@ impl Metrics {
         credential: Arc<CredentialState>,
     ) -> Arc<OrgMetrics> {
         let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
-        let entry = orgs.entry(info.org.clone()).or_insert_with(|| OrgEntry {
-            metrics: Arc::new(OrgMetrics::new(&info.org)),
-            info: Arc::from(""),
-            credential: credential.clone(),
-        });
+        let Orgs {
+            by_name,
+            hosts,
+            per_host,
+        } = &mut *orgs;
+        let key = HostKey {
+            host: info.host.clone(),
+            api: info.api.clone(),
+        };
+        let entry = match by_name.entry(info.org.clone()) {
+            Entry::Vacant(vacant) => {
+                let metrics = Arc::new(OrgMetrics::new(&info.org));
+                if *per_host {
+                    metrics.set_hosted(Some(hosts.acquire(&key)));
+                }
+                vacant.insert(OrgEntry {
+                    metrics,
+                    info: Arc::from(""),
+                    credential: credential.clone(),
+                    key,
+                })
+            }
+            Entry::Occupied(occupied) => {
+                let entry = occupied.into_mut();
+                // A reload moved the org to another host or api: its latencies move with it.
+                if entry.key != key {
+                    if *per_host {
+                        hosts.release(&entry.key);
+                        entry.metrics.set_hosted(Some(hosts.acquire(&key)));
+                    }
+                    entry.key = key;
+                }
+                entry
+            }
+        };
         entry.info = info.render().into();
         entry.credential = credential;
         entry.metrics.set_interval(interval);
@@ -198,7 +248,41 @@ impl Metrics {
     /// Removes every series of an org (after a reload dropped it).
     pub fn remove_org(&self, org: &str) {
         let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
-        orgs.remove(org);
+        let Some(entry) = orgs.by_name.remove(org) else {
+            return;
+        };
+        if orgs.per_host {
+            orgs.hosts.release(&entry.key);
+            // Anything still holding the org's record (a probe finishing) records into its own
+            // histograms, which are not written any more.
+            entry.metrics.set_hosted(None);
+        }
+    }
+
+    /// `latency_histograms`: `true` keeps the ping and token latency histograms per host
+    /// (`"host"`), `false` per org (`"org"`, the default). A change re-keys every org at once;
+    /// the histograms of the other mode are not written from then on. An org's own histograms
+    /// keep their counts while unused, so switching back continues them.
+    pub fn set_latency_per_host(&self, per_host: bool) {
+        let mut orgs = self.orgs.write().unwrap_or_else(|e| e.into_inner());
+        if orgs.per_host == per_host {
+            return;
+        }
+        let Orgs { by_name, hosts, .. } = &mut *orgs;
+        for entry in by_name.values() {
+            if per_host {
+                entry.metrics.set_hosted(Some(hosts.acquire(&entry.key)));
+            } else {
+                hosts.release(&entry.key);
+                entry.metrics.set_hosted(None);
+            }
+        }
+        orgs.per_host = per_host;
+        let mode = if per_host { "host" } else { "org" };
+        tracing::info!(
+            latency_histograms = mode,
+            "latency histograms are now kept per {mode}"
+        );
     }
 
     /// Records which shard this process handles.
@@ -233,18 +317,22 @@ impl Metrics {
             tracing::error!(%error, "cannot encode metrics");
         }
         let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
-        Scrape::new(head, orgs.values().map(OrgEntry::scrape_org).collect())
+        // Empty unless the histograms are kept per host; a few lines per host then.
+        orgs.hosts.write(&mut head);
+        let scrape_orgs = orgs.by_name.values().map(OrgEntry::scrape_org).collect();
+        Scrape::new(head, scrape_orgs, orgs.per_host)
     }
 
     /// The text format of one org's series only (for `/probe`).
     pub fn render_org(&self, org: &str) -> String {
         let orgs = self.orgs.read().unwrap_or_else(|e| e.into_inner());
         let org = orgs
+            .by_name
             .get(org)
             .map(OrgEntry::scrape_org)
             .into_iter()
             .collect();
-        text_to_string(Scrape::new(Vec::new(), org).into_bytes())
+        text_to_string(Scrape::new(Vec::new(), org, orgs.per_host).into_bytes())
     }
 }
 
@@ -269,5 +357,7 @@ pub fn unix_seconds(at: SystemTime) -> f64 {
     }
 }
 
+#[cfg(test)]
+mod host_tests;
 #[cfg(test)]
 mod tests;

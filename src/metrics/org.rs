@@ -6,6 +6,7 @@
 //! single pass over the atomics.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
 use super::text::{
@@ -14,8 +15,9 @@ use super::text::{
 };
 use crate::obf::reason::Reason;
 
-/// A gauge with three decimals, held in thousandths as an integer (writing a large scrape then
-/// needs no float formatting), that can be absent ("nothing to say yet").
+/// A gauge with a fixed number of decimals (three, except durations: six), held as an integer in
+/// those units (writing a large scrape then needs no float formatting), that can be absent
+/// ("nothing to say yet").
 pub(super) struct OptionalGauge(AtomicI64);
 
 /// Marks "absent"; [`OptionalGauge::set_thousandths`] never stores it.
@@ -28,6 +30,11 @@ impl OptionalGauge {
 
     fn set_thousandths(&self, value: i64) {
         self.0.store(value.max(ABSENT + 1), Ordering::Relaxed);
+    }
+
+    /// A duration in microseconds (a ping on a LAN takes well under a millisecond).
+    fn set_micros(&self, duration: Duration) {
+        self.set_thousandths(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX));
     }
 
     fn set_whole(&self, value: i64) {
@@ -47,7 +54,7 @@ impl OptionalGauge {
         self.0.store(ABSENT, Ordering::Relaxed);
     }
 
-    /// The value in thousandths.
+    /// The value in its units (thousandths, or microseconds).
     pub(super) fn get(&self) -> Option<i64> {
         let value = self.0.load(Ordering::Relaxed);
         (value != ABSENT).then_some(value)
@@ -102,7 +109,7 @@ pub(super) struct AtomicHistogram {
 }
 
 impl AtomicHistogram {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         AtomicHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             overflow: AtomicU64::new(0),
@@ -120,12 +127,13 @@ impl AtomicHistogram {
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    pub(super) fn write(&self, out: &mut Vec<u8>, names: &HistogramNames, org_label: &str) {
-        // Every bucket line starts with the same name and org label: copied once from the output,
+    /// The sample lines; `labels` (escaped, without braces) go before `le`.
+    pub(super) fn write(&self, out: &mut Vec<u8>, names: &HistogramNames, labels: &str) {
+        // Every bucket line starts with the same name and labels: copied once from the output,
         // then from the first line (one copy per line instead of two).
         let start = out.len();
         out.extend_from_slice(names.bucket.as_bytes());
-        out.extend_from_slice(org_label.as_bytes());
+        out.extend_from_slice(labels.as_bytes());
         let prefix = start..out.len();
         let mut cumulative = 0;
         for (index, (end, bucket)) in LATENCY_BUCKET_ENDS.iter().zip(&self.buckets).enumerate() {
@@ -145,9 +153,16 @@ impl AtomicHistogram {
         push_u64(out, count);
         out.push(b'\n');
         let sum = i64::try_from(self.sum_micros.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        push_line_fixed::<6>(out, names.sum, org_label, &LABELS_END, sum);
-        push_line_u64(out, names.count, org_label, &LABELS_END, count);
+        push_line_fixed::<6>(out, names.sum, labels, &LABELS_END, sum);
+        push_line_u64(out, names.count, labels, &LABELS_END, count);
     }
+}
+
+/// The histograms of its host an org records into with `latency_histograms = "host"` (see
+/// `hosts.rs`, which owns them).
+pub(super) struct HostSinks {
+    pub(super) ping: Arc<AtomicHistogram>,
+    pub(super) token: Arc<AtomicHistogram>,
 }
 
 /// Counters by reason; a reason's series exists once its count is above zero.
@@ -187,7 +202,10 @@ pub struct OrgMetrics {
     /// `org="NAME"`, escaped, ready to write.
     pub(super) org_label: String,
     pub(super) ping_success: OptionalGauge,
+    /// The org's own latency histograms: written with `latency_histograms = "org"` only.
     pub(super) ping_duration: AtomicHistogram,
+    /// In microseconds.
+    pub(super) ping_last_duration: OptionalGauge,
     pub(super) pings_ok: AtomicU64,
     pub(super) pings_failed: AtomicU64,
     pub(super) ping_failures: ReasonCounters,
@@ -202,6 +220,10 @@ pub struct OrgMetrics {
     pub(super) token_reuses: AtomicU64,
     pub(super) subscription_expiry: OptionalGauge,
     pub(super) subscription_failures: ReasonCounters,
+    /// With `latency_histograms = "host"`, the histograms of the org's host that latencies go to
+    /// instead of its own. A lock rather than a field set once: a reload may switch the mode or
+    /// move the org to another host while its `Arc` lives on; readers never contend but there.
+    hosted: RwLock<Option<HostSinks>>,
 }
 
 impl OrgMetrics {
@@ -212,6 +234,7 @@ impl OrgMetrics {
             org_label,
             ping_success: OptionalGauge::absent(),
             ping_duration: AtomicHistogram::new(),
+            ping_last_duration: OptionalGauge::absent(),
             pings_ok: AtomicU64::new(0),
             pings_failed: AtomicU64::new(0),
             ping_failures: ReasonCounters::new(),
@@ -226,6 +249,31 @@ impl OrgMetrics {
             token_reuses: AtomicU64::new(0),
             subscription_expiry: OptionalGauge::absent(),
             subscription_failures: ReasonCounters::new(),
+            hosted: RwLock::new(None),
+        }
+    }
+
+    fn hosted(&self) -> RwLockReadGuard<'_, Option<HostSinks>> {
+        self.hosted.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Points the org's latencies at its host's histograms (`Some`) or back at its own.
+    pub(super) fn set_hosted(&self, sinks: Option<HostSinks>) {
+        *self.hosted.write().unwrap_or_else(|e| e.into_inner()) = sinks;
+    }
+
+    fn observe_ping(&self, duration: Duration) {
+        self.ping_last_duration.set_micros(duration);
+        match &*self.hosted() {
+            Some(host) => host.ping.observe(duration),
+            None => self.ping_duration.observe(duration),
+        }
+    }
+
+    fn observe_token(&self, duration: Duration) {
+        match &*self.hosted() {
+            Some(host) => host.token.observe(duration),
+            None => self.token_refresh_duration.observe(duration),
         }
     }
 
@@ -234,7 +282,7 @@ impl OrgMetrics {
     }
 
     pub fn ping_succeeded(&self, status: u16, duration: Duration) {
-        self.ping_duration.observe(duration);
+        self.observe_ping(duration);
         self.pings_ok.fetch_add(1, Ordering::Relaxed);
         self.ping_success.set_whole(1);
         self.ping_last_status.set_whole(i64::from(status));
@@ -243,13 +291,13 @@ impl OrgMetrics {
 
     /// Observes the time of a ping that failed (the failure itself is recorded by `ping_failed`).
     pub fn observe_ping_duration(&self, duration: Duration) {
-        self.ping_duration.observe(duration);
+        self.observe_ping(duration);
     }
 
     /// A failed ping; `duration` is `None` when no request was sent.
     pub fn ping_failed(&self, reason: Reason, status: Option<u16>, duration: Option<Duration>) {
         if let Some(duration) = duration {
-            self.ping_duration.observe(duration);
+            self.observe_ping(duration);
         }
         self.pings_failed.fetch_add(1, Ordering::Relaxed);
         self.ping_failures.inc(reason);
@@ -259,7 +307,7 @@ impl OrgMetrics {
     }
 
     pub fn token_refreshed(&self, duration: Duration, failure: Option<Reason>) {
-        self.token_refresh_duration.observe(duration);
+        self.observe_token(duration);
         match failure {
             None => self.token_refreshes_ok.fetch_add(1, Ordering::Relaxed),
             Some(reason) => {
@@ -273,7 +321,7 @@ impl OrgMetrics {
     /// was sent and did not succeed, but no reason of the closed set fits (`rejected` would read
     /// as a revocation), so it counts in `obf_token_refreshes_total{result="failure"}` only.
     pub fn token_refresh_superseded(&self, duration: Duration) {
-        self.token_refresh_duration.observe(duration);
+        self.observe_token(duration);
         self.token_refreshes_failed.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -23,8 +23,11 @@ pub(super) struct ScrapeOrg {
 
 /// The text of one scrape, taken a chunk at a time with [`Scrape::next_chunk`].
 pub struct Scrape {
-    /// Text that goes before the per-org families (the exporter-wide metrics).
+    /// Text that goes before the per-org families (the exporter-wide metrics, and the latency
+    /// histograms when they are kept per host).
     head: Vec<u8>,
+    /// `latency_histograms = "host"`: the per-org histogram families are left out.
+    per_host: bool,
     /// The orgs as they were when the scrape began; their values are read as it goes.
     orgs: Vec<ScrapeOrg>,
     /// Where the next chunk continues: a family of [`FAMILIES`] and an org of `orgs`.
@@ -33,9 +36,10 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    pub(super) fn new(head: Vec<u8>, orgs: Vec<ScrapeOrg>) -> Self {
+    pub(super) fn new(head: Vec<u8>, orgs: Vec<ScrapeOrg>, per_host: bool) -> Self {
         Scrape {
             head,
+            per_host,
             orgs,
             family: 0,
             org: 0,
@@ -50,6 +54,10 @@ impl Scrape {
         let mut out = std::mem::take(&mut self.head);
         out.reserve(size.saturating_add(4096).min(1 << 20));
         while let Some(family) = FAMILIES.get(self.family) {
+            if self.per_host && family.org_histogram {
+                self.family += 1;
+                continue;
+            }
             // Where this family's header starts while it has no sample yet.
             let mut header_without_samples = None;
             if self.org == 0 {
@@ -97,6 +105,8 @@ struct OrgFamily {
     name: &'static str,
     help: &'static str,
     kind: &'static str,
+    /// A latency histogram, kept per org only with `latency_histograms = "org"`.
+    org_histogram: bool,
     write: fn(&mut Vec<u8>, &ScrapeOrg),
 }
 
@@ -118,7 +128,8 @@ macro_rules! family_name {
 
 const ORG_INFO: FamilyName = family_name!("obf_org_info");
 const PING_SUCCESS: FamilyName = family_name!("obf_ping_success");
-const PING_DURATION: HistogramNames = histogram_names!("obf_ping_duration_seconds");
+pub(super) const PING_DURATION: HistogramNames = histogram_names!("obf_ping_duration_seconds");
+const PING_LAST_DURATION: FamilyName = family_name!("obf_ping_last_duration_seconds");
 const PINGS: FamilyName = family_name!("obf_pings_total");
 const PING_FAILURES: FamilyName = family_name!("obf_ping_failures_total");
 const PING_STATUS: FamilyName = family_name!("obf_ping_last_status_code");
@@ -127,7 +138,7 @@ const PROBE_LAST_RUN: FamilyName = family_name!("obf_probe_last_run_timestamp_se
 const PROBE_INTERVAL: FamilyName = family_name!("obf_probe_interval_seconds");
 const TOKEN_REFRESHES: FamilyName = family_name!("obf_token_refreshes_total");
 const TOKEN_REFRESH_FAILURES: FamilyName = family_name!("obf_token_refresh_failures_total");
-const TOKEN_REFRESH_DURATION: HistogramNames =
+pub(super) const TOKEN_REFRESH_DURATION: HistogramNames =
     histogram_names!("obf_token_refresh_duration_seconds");
 const TOKEN_REUSES: FamilyName = family_name!("obf_token_reuses_total");
 const TOKEN_EXPIRY: FamilyName = family_name!("obf_token_expiry_timestamp_seconds");
@@ -153,32 +164,49 @@ fn by_result(out: &mut Vec<u8>, family: &FamilyName, org: &OrgMetrics, ok: u64, 
 }
 
 /// Every per-org family, in the order they are written.
-const FAMILIES: [OrgFamily; 18] = [
+const FAMILIES: [OrgFamily; 19] = [
     OrgFamily {
         name: ORG_INFO.name,
         help: "Static facts about each configured org (always 1).",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| push_line_u64(out, ORG_INFO.start, &o.info, &LABELS_END, 1),
     },
     OrgFamily {
         name: PING_SUCCESS.name,
         help: "1 if the last ping got a 2xx answer, else 0.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| gauge(out, &PING_SUCCESS, &o.metrics, o.metrics.ping_success.get()),
     },
     OrgFamily {
         name: PING_DURATION.name,
         help: "Ping request time, token time excluded.",
         kind: "histogram",
+        org_histogram: true,
         write: |out, o| {
             let m = &o.metrics;
             m.ping_duration.write(out, &PING_DURATION, &m.org_label)
         },
     },
     OrgFamily {
+        name: PING_LAST_DURATION.name,
+        help: "Request time of the last ping sent, token time excluded.",
+        kind: "gauge",
+        org_histogram: false,
+        write: |out, o| {
+            let m = &o.metrics;
+            if let Some(micros) = m.ping_last_duration.get() {
+                let start = PING_LAST_DURATION.start;
+                push_line_fixed::<6>(out, start, &m.org_label, &LABELS_END, micros);
+            }
+        },
+    },
+    OrgFamily {
         name: PINGS.name,
         help: "Pings by result.",
         kind: "counter",
+        org_histogram: false,
         write: |out, o| {
             let m = &o.metrics;
             let ok = m.pings_ok.load(Ordering::Relaxed);
@@ -189,6 +217,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: PING_FAILURES.name,
         help: "Failed pings by reason.",
         kind: "counter",
+        org_histogram: false,
         write: |out, o| {
             let m = &o.metrics;
             m.ping_failures
@@ -199,6 +228,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: PING_STATUS.name,
         help: "HTTP status of the last ping, 0 if none came.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             gauge(
                 out,
@@ -212,6 +242,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: PING_LAST_SUCCESS.name,
         help: "Unix time of the last successful ping.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             let value = o.metrics.ping_last_success.get();
             gauge(out, &PING_LAST_SUCCESS, &o.metrics, value)
@@ -221,6 +252,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: PROBE_LAST_RUN.name,
         help: "Unix time the last probe of the org finished, whatever its result.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             gauge(
                 out,
@@ -234,6 +266,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: PROBE_INTERVAL.name,
         help: "Planned seconds between the org's probes (for cron: between the next two runs).",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             gauge(
                 out,
@@ -247,6 +280,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: TOKEN_REFRESHES.name,
         help: "Token requests actually sent, by result.",
         kind: "counter",
+        org_histogram: false,
         write: |out, o| {
             let m = &o.metrics;
             let ok = m.token_refreshes_ok.load(Ordering::Relaxed);
@@ -258,6 +292,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: TOKEN_REFRESH_FAILURES.name,
         help: "Failed token requests by reason.",
         kind: "counter",
+        org_histogram: false,
         write: |out, o| {
             let m = &o.metrics;
             let start = TOKEN_REFRESH_FAILURES.start;
@@ -268,6 +303,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: TOKEN_REFRESH_DURATION.name,
         help: "Token request time.",
         kind: "histogram",
+        org_histogram: true,
         write: |out, o| {
             let m = &o.metrics;
             m.token_refresh_duration
@@ -278,6 +314,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: TOKEN_REUSES.name,
         help: "Probes served by a cached token.",
         kind: "counter",
+        org_histogram: false,
         write: |out, o| {
             let m = &o.metrics;
             let reuses = m.token_reuses.load(Ordering::Relaxed);
@@ -288,6 +325,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: TOKEN_EXPIRY.name,
         help: "Unix time when the token in hand expires.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             let value = o.credential.token_expires_millis();
             gauge(out, &TOKEN_EXPIRY, &o.metrics, value)
@@ -297,6 +335,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: CREDENTIALS_VALID.name,
         help: "1 after the token endpoint accepted the credentials, 0 after it rejected them.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             let value = o.credential.valid_millis();
             gauge(out, &CREDENTIALS_VALID, &o.metrics, value)
@@ -306,6 +345,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: LAST_VERIFIED.name,
         help: "Unix time the token endpoint last accepted the credentials.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             let value = o.credential.last_verified_millis();
             gauge(out, &LAST_VERIFIED, &o.metrics, value)
@@ -315,6 +355,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: SUBSCRIPTION_EXPIRY.name,
         help: "The organisation's paid_until, unix time.",
         kind: "gauge",
+        org_histogram: false,
         write: |out, o| {
             let value = o.metrics.subscription_expiry.get();
             gauge(out, &SUBSCRIPTION_EXPIRY, &o.metrics, value)
@@ -324,6 +365,7 @@ const FAMILIES: [OrgFamily; 18] = [
         name: SUBSCRIPTION_FAILURES.name,
         help: "Failed subscription checks by reason.",
         kind: "counter",
+        org_histogram: false,
         write: |out, o| {
             let m = &o.metrics;
             let start = SUBSCRIPTION_FAILURES.start;

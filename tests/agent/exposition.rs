@@ -1,5 +1,6 @@
 //! `/metrics` is valid for Prometheus: `promtool check metrics` finds nothing, and every family of
-//! the contract is there with its type.
+//! the contract is there with its type; with `latency_histograms = "org"` (the default) and
+//! `"host"`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -9,13 +10,18 @@ use obf_sim::Faults;
 
 use crate::support::{get, App, TestSim};
 
-async fn busy_agent() -> (TestSim, App) {
+/// `latency_histograms`: what the latency histograms are kept per.
+async fn busy_agent(latency_histograms: &str) -> (TestSim, App) {
     let sim = TestSim::with_spacing(Duration::from_millis(200)).await;
-    let mut config =
-        String::from("[defaults]\ninterval = \"1s\"\ntoken_min_interval = \"200ms\"\n");
+    let mut config = format!(
+        "[exporter]\nlatency_histograms = \"{latency_histograms}\"\n\
+         [defaults]\ninterval = \"1s\"\ntoken_min_interval = \"200ms\"\n"
+    );
     config.push_str(&sim.org("healthy", "HEALTHY", "labels = { team = \"learning\" }"));
     config.push_str(&sim.org("revoked", "REVOKEDX", "labels = { cost_centre = \"42\" }"));
     config.push_str(&sim.org("broken", "BROKEN", ""));
+    // Another api on the same host: a second ping histogram in host mode, the same token one.
+    config.push_str(&sim.org("legacy", "LEGACY", "api = \"v1\""));
     sim.sim.revoke("REVOKEDX");
     sim.sim.set_faults(
         "BROKEN",
@@ -36,9 +42,39 @@ async fn busy_agent() -> (TestSim, App) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_finds_nothing_wrong() {
-    let (_sim, app) = busy_agent().await;
+    let (_sim, app) = busy_agent("org").await;
     let text = app.metrics().await;
     app.stop().await;
+    promtool_check(&text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_nothing_wrong_with_histograms_per_host() {
+    let (sim, app) = busy_agent("host").await;
+    app.wait_for(
+        "obf_ping_success{org=\"legacy\"}",
+        Duration::from_secs(5),
+        |v| v == 1.0,
+    )
+    .await;
+    let text = app.metrics().await;
+    app.stop().await;
+    promtool_check(&text);
+    let host = sim.url();
+    for line in [
+        format!("obf_ping_duration_seconds_bucket{{api=\"v1\",host=\"{host}\",le=\"+Inf\"}} "),
+        format!("obf_ping_duration_seconds_count{{api=\"v2\",host=\"{host}\"}} "),
+        format!("obf_token_refresh_duration_seconds_count{{host=\"{host}\"}} "),
+        "obf_ping_last_duration_seconds{org=\"legacy\"} ".to_string(),
+    ] {
+        assert!(text.contains(&line), "missing {line}:\n{text}");
+    }
+    assert!(!text.contains("_duration_seconds_bucket{org="), "{text}");
+    assert!(!text.contains("_duration_seconds_count{org="), "{text}");
+}
+
+/// `promtool check metrics` on `text` finds nothing (not even a lint).
+fn promtool_check(text: &str) {
     let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".to_string());
     let child = Command::new(&promtool)
         .args(["check", "metrics"])
@@ -69,7 +105,13 @@ async fn promtool_finds_nothing_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_contract_family_is_exposed_with_its_type() {
-    let (_sim, app) = busy_agent().await;
+    for latency_histograms in ["org", "host"] {
+        every_family_in(latency_histograms).await;
+    }
+}
+
+async fn every_family_in(latency_histograms: &str) {
+    let (_sim, app) = busy_agent(latency_histograms).await;
     let text = app.metrics().await;
     let (ready, _) = get(&format!("http://{}/-/ready", app.addr)).await;
     let (healthy, _) = get(&format!("http://{}/-/healthy", app.addr)).await;
@@ -78,6 +120,7 @@ async fn every_contract_family_is_exposed_with_its_type() {
     let families = [
         ("obf_ping_success", "gauge"),
         ("obf_ping_duration_seconds", "histogram"),
+        ("obf_ping_last_duration_seconds", "gauge"),
         ("obf_pings_total", "counter"),
         ("obf_ping_failures_total", "counter"),
         ("obf_ping_last_status_code", "gauge"),
@@ -103,7 +146,7 @@ async fn every_contract_family_is_exposed_with_its_type() {
     for (name, kind) in families {
         assert!(
             text.contains(&format!("# TYPE {name} {kind}\n")),
-            "missing {name} {kind}"
+            "missing {name} {kind} with latency_histograms = {latency_histograms:?}"
         );
     }
     // `result` series exist from the start; `reason` series only on occurrence.

@@ -10,6 +10,7 @@ mod exposition;
 mod first_hour;
 mod hardening_files;
 mod hardening_http;
+mod lean_series;
 mod operations;
 mod prometheus;
 mod protected;

@@ -254,7 +254,7 @@ impl TableCtx<'_> {
     }
 }
 
-fn unknown_value(value: &str, allowed: &[&str]) -> String {
+pub(super) fn unknown_value(value: &str, allowed: &[&str]) -> String {
     let allowed: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
     format!("unknown value {value:?} (allowed: {})", allowed.join(", "))
 }

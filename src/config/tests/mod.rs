@@ -152,6 +152,7 @@ fn a_full_file_round_trips_every_key() {
         r#"
 [exporter]
 listen = "127.0.0.1:9999"
+latency_histograms = "host"
 
 [exporter.web]
 tls_cert_file = "{cert}"
@@ -197,6 +198,7 @@ credential_check_interval = "11s"
     );
     let config = parse_ok(&text);
     assert_eq!(config.listen, "127.0.0.1:9999".parse().ok());
+    assert_eq!(config.latency_histograms, LatencyHistograms::Host);
     let web = config.web.as_ref().expect("web");
     assert_eq!(web.tls_cert_file.as_deref(), Some(Path::new(&cert)));
     assert_eq!(web.tls_key_file.as_deref(), Some(Path::new(&key)));
@@ -352,6 +354,7 @@ fn the_example_file_is_valid() {
     let config = parse(text, "example.toml", &env)
         .unwrap_or_else(|e| panic!("the example is invalid:\n{e}"));
     assert_eq!(config.listen, Some(DEFAULT_LISTEN));
+    assert_eq!(config.latency_histograms, LatencyHistograms::Org);
     assert_eq!(config.orgs.len(), 2);
     assert_eq!(config.orgs[0].client_secret.expose_secret(), "acmeSecret");
     assert_eq!(config.orgs[1].host, "https://factory.cancred.ca");

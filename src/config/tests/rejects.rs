@@ -263,6 +263,29 @@ fn unknown_api_and_auth_values_list_the_allowed_ones() {
 }
 
 #[test]
+fn latency_histograms_is_org_or_host() {
+    assert_problem(
+        &format!("[exporter]\nlatency_histograms = \"hosts\"\n{MINIMAL}"),
+        &["t.toml: exporter.latency_histograms: unknown value \"hosts\" (allowed: \"org\", \"host\")"],
+    );
+    assert_problem(
+        &format!("[exporter]\nlatency_histograms = true\n{MINIMAL}"),
+        &["exporter.latency_histograms: expected a string, found boolean"],
+    );
+    assert_eq!(
+        parse_ok(&format!("{MINIMAL}\n")).latency_histograms,
+        LatencyHistograms::Org
+    );
+    assert_eq!(
+        parse_ok(&format!(
+            "[exporter]\nlatency_histograms = \"org\"\n{MINIMAL}"
+        ))
+        .latency_histograms,
+        LatencyHistograms::Org
+    );
+}
+
+#[test]
 fn hosts_must_be_http_urls() {
     assert_problem(
         &org_with("host = \"openbadgefactory.com\""),

@@ -1,5 +1,5 @@
 //! HTTP basic auth against bcrypt hashes, as Prometheus' web config does: one bcrypt verify per
-//! attempt whether or not the user exists, successful verifications cached by keyed SHA-256 (and
+//! attempt whether or not the user exists, successful verifications cached by HMAC-SHA-256 (and
 //! kept across reloads while their user's hash is unchanged), bcrypt time rationed per source
 //! address by [`throttle`] so that one address cannot delay everyone else's first login.
 
@@ -9,14 +9,17 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use aws_lc_rs::hmac;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use base64::engine::general_purpose::{GeneralPurpose, PAD_INDIFFERENT};
+use base64::{alphabet, Engine as _};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
-use tokio_rustls::rustls::crypto::aws_lc_rs;
 
 use throttle::{Refusal, Source, Throttle, MAX_SOURCES};
 
@@ -27,7 +30,7 @@ pub const CHALLENGE: &str = "Basic realm=\"obf-exporter\"";
 /// The one path served without credentials, so container health checks work.
 pub const OPEN_PATH: &str = "/-/healthy";
 
-/// Successful credentials remembered (as keyed hashes); the oldest is forgotten first.
+/// Successful credentials remembered (as HMACs); the oldest is forgotten first.
 const CACHE_CAPACITY: usize = 64;
 /// Upper bound on bcrypt verifications running at once (fewer on fewer cores); more attempts
 /// wait. Each source address holds at most one of them (see [`throttle`]), so a legitimate user
@@ -37,6 +40,13 @@ const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 /// Salt and hash of the dummy bcrypt hash verified for unknown users (any valid value works: the
 /// time bcrypt takes depends on the cost alone).
 const DUMMY_SALT_AND_HASH: &str = "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+/// Standard alphabet; padding optional (clients that omit it were accepted before); the unused
+/// low bits of the last character are ignored, as Go's `net/http` (which Prometheus' web config
+/// uses) ignores them. Padding longer than needed (`dTpw=`) is refused.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    PAD_INDIFFERENT.with_decode_allow_trailing_bits(true),
+);
 
 /// Checks `Authorization: Basic` credentials against user name → bcrypt hash. Cheap to clone;
 /// clones share users, cache and counters, so [`BasicAuth::set_users`] on one (on reload)
@@ -51,7 +61,7 @@ struct Inner {
     state: Mutex<Shared>,
     /// Made on the first attempt, not at start: the first random bytes make aws-lc gather
     /// entropy, which costs tens of milliseconds of CPU that an exporter without auth never needs.
-    cache_key: OnceLock<[u8; 32]>,
+    cache_key: OnceLock<hmac::Key>,
     permits: Arc<Semaphore>,
     throttle: Throttle,
     verifications: AtomicU64,
@@ -62,7 +72,7 @@ struct Shared {
     cache: VecDeque<Cached>,
 }
 
-/// A verified `user:password`, as a keyed digest, and whose it is (so that a reload can keep it
+/// A verified `user:password`, as an HMAC, and whose it is (so that a reload can keep it
 /// while that user's hash stays the same).
 struct Cached {
     key: [u8; 32],
@@ -253,23 +263,19 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// SHA-256 of a random per-process key and `user:password`.
-    /// `None` (no caching) only if the TLS provider had no SHA-256, which cannot happen.
+    /// HMAC-SHA-256 of `user:password` under a random per-process key. `None` (no caching)
+    /// only if the digest is not 32 bytes, which cannot happen for SHA-256.
     fn cache_key(&self, credentials: &Credentials) -> Option<[u8; 32]> {
-        let sha256 = aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256
-            .tls13()?
-            .common
-            .hash_provider;
-        let cache_key = self.cache_key.get_or_init(|| {
+        let key = self.cache_key.get_or_init(|| {
             let mut key = [0u8; 32];
-            // On failure the key stays zero: entries are still SHA-256 digests, never passwords.
-            let _ = aws_lc_rs::default_provider().secure_random.fill(&mut key);
-            key
+            // On failure the key stays zero: entries are still HMACs, never passwords.
+            let _ = aws_lc_rs::rand::fill(&mut key);
+            hmac::Key::new(hmac::HMAC_SHA256, &key)
         });
-        let mut context = sha256.start();
-        context.update(cache_key);
-        context.update(credentials.decoded.expose_secret());
-        context.finish().as_ref().try_into().ok()
+        hmac::sign(key, credentials.decoded.expose_secret())
+            .as_ref()
+            .try_into()
+            .ok()
     }
 
     fn cached(&self, key: Option<&[u8; 32]>) -> bool {
@@ -387,46 +393,20 @@ fn parse_basic(value: &[u8]) -> Option<Credentials> {
     })
 }
 
-/// Standard base64, padding optional. Allocates once, so no stray copy is left behind.
+/// Base64 as [`BASE64`] reads it; `None` for invalid or empty input. Allocates once (the
+/// crate decodes into a buffer of the estimated size and truncates it), so no stray copy of the
+/// credentials is left behind.
 fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
-    let unpadded = input
-        .strip_suffix(b"==")
-        .or_else(|| input.strip_suffix(b"="))
-        .unwrap_or(input);
-    if unpadded.is_empty() || unpadded.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(unpadded.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in unpadded {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    BASE64
+        .decode(input)
+        .ok()
+        .filter(|decoded| !decoded.is_empty())
 }
 
-/// Equality whose time depends on the lengths only.
+/// Equality whose time depends on the lengths only ([`subtle`] answers different lengths at
+/// once: a name's length is not the secret here, its content is).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= std::hint::black_box(x ^ y);
-    }
-    diff == 0
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! until `credential_check_interval` after it was obtained), at most one request in flight,
 //! never two requests closer than `token_min_interval`, backoff after 429 / 5xx / network
 //! errors, and no retry after a rejection until a later scheduled run; the rules themselves are
-//! the pure [`decision::decide`]. It publishes what it learns about the credential in a
+//! the pure `decision::decide`. It publishes what it learns about the credential in a
 //! [`CredentialState`] every org of the credential reads. It does not know how a token is
 //! fetched (the caller passes the fetch) nor anything about metrics.
 
@@ -208,7 +208,7 @@ impl TokenCache {
     }
 
     /// Hands out a token: the cached one while it is fresh, else a new one from `fetch` when the
-    /// rules allow a request (see [`decision::decide`]). Waits for the spacing between requests,
+    /// rules allow a request (see `decision::decide`). Waits for the spacing between requests,
     /// or for another caller's request, only if that fits in `wait_budget`. `replace` names a
     /// token generation the caller saw refused: it is dropped and a newer token is required.
     pub async fn acquire<F, Fut>(

@@ -13,6 +13,59 @@ fn base64_decodes_with_and_without_padding() {
     assert_eq!(decode_base64(b""), None);
 }
 
+/// Where the `base64` crate could differ from the hand-written decoder it replaced.
+#[test]
+fn base64_edge_cases_match_the_hand_written_decoder() {
+    // Padding may be short (clients that drop it still get in) but not longer than needed:
+    // the one deliberate difference, refused where the old decoder stripped any `=` / `==`.
+    assert_eq!(decode_base64(b"dTpwdw=").as_deref(), Some(&b"u:pw"[..]));
+    assert_eq!(decode_base64(b"dTpw="), None);
+    assert_eq!(decode_base64(b"dTpwd3c=="), None);
+    assert_eq!(decode_base64(b"dTpw===="), None);
+    // Unused low bits of the last character are ignored, as before (and as Go does).
+    assert_eq!(decode_base64(b"dTpwdx==").as_deref(), Some(&b"u:pw"[..]));
+    // Padding or whitespace inside, and the URL-safe alphabet, are refused.
+    assert_eq!(decode_base64(b"dT==dw=="), None);
+    assert_eq!(decode_base64(b"dTpw dw=="), None);
+    assert_eq!(decode_base64(b"dTpw\tdw=="), None);
+    assert_eq!(decode_base64(b"dTp-dw=="), None);
+    assert_eq!(decode_base64(b"dTp_dw=="), None);
+    // The full alphabet, both ends of it.
+    assert_eq!(
+        decode_base64(b"+/+/").as_deref(),
+        Some(&[0xfb, 0xff, 0xbf][..])
+    );
+    assert_eq!(decode_base64(b"AAAA").as_deref(), Some(&[0, 0, 0][..]));
+}
+
+#[test]
+fn whitespace_around_the_credentials_is_ignored_but_not_inside() {
+    let c = parse_basic(b"Basic \t dTpw \t").expect("outer whitespace trimmed");
+    assert_eq!((c.user(), c.password()), (&b"u"[..], &b"p"[..]));
+    assert!(parse_basic(b"Basic dT pw").is_none());
+    assert!(
+        parse_basic(b"Basic\tdTpw").is_none(),
+        "scheme ends at a space"
+    );
+    assert!(parse_basic(b"Basic ").is_none());
+}
+
+#[test]
+fn the_cache_key_depends_on_the_whole_credential_and_is_stable() {
+    let auth = BasicAuth::new(&users(&[("u", "h")]));
+    let key = |header: &[u8]| auth.inner.cache_key(&parse_basic(header).expect("valid"));
+    let up = key(b"Basic dTpw");
+    assert!(up.is_some());
+    assert_eq!(up, key(b"Basic dTpw"), "same credentials, same key");
+    assert_ne!(up, key(b"Basic dTpx"), "u:q");
+    assert_ne!(up, key(b"Basic dTpwdw=="), "u:pw");
+    let other = BasicAuth::new(&users(&[("u", "h")]));
+    let other_key = other
+        .inner
+        .cache_key(&parse_basic(b"Basic dTpw").expect("valid"));
+    assert_ne!(up, other_key, "each guard has its own random key");
+}
+
 #[test]
 fn basic_header_parsing() {
     let c = parse_basic(b"bAsIc   dTpwOng=").expect("valid");
