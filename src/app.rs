@@ -42,10 +42,11 @@ pub async fn first_config(source: &ConfigSource, shard: Option<Shard>) -> anyhow
     let config = controller::load_off_worker(source, shard)
         .await
         .map_err(|error| {
-            for problem in &error.problems {
+            let problems = error.lines();
+            for problem in &problems {
                 tracing::error!("{problem}");
             }
-            anyhow::anyhow!("invalid configuration: {} problem(s)", error.problems.len())
+            anyhow::anyhow!("invalid configuration: {} problem(s)", problems.len())
         })?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");

@@ -23,7 +23,7 @@ pub fn check(path: &Path) -> bool {
             true
         }
         Err(error) => {
-            for problem in &error.problems {
+            for problem in error.lines() {
                 println!("{problem}");
             }
             false

@@ -8,6 +8,7 @@
 //! and are only ever held as [`SecretString`]. This module does not watch the file or
 //! decide when to reload; it only answers "what does this file say".
 
+mod error;
 pub(crate) mod file;
 mod host;
 mod org;
@@ -28,6 +29,7 @@ mod tests;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 
+pub use error::{ConfigError, Problem};
 pub use file::FileError;
 pub use org::{ApiVersion, AuthMode, CaFile, OrgConfig, OrgName, SecretSource};
 pub use schedule::{CronSchedule, Schedule};
@@ -83,20 +85,15 @@ impl LatencyHistograms {
     }
 }
 
-/// Everything wrong with a config file, one problem per line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .problems.join("\n"))]
-pub struct ConfigError {
-    pub problems: Vec<String>,
-}
-
 /// Reads and validates the config file at `path`, with secrets from the real environment and
 /// file system.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
-    let text = file::read_to_string(path, file::CONFIG_CAP).map_err(|e| ConfigError {
-        problems: vec![format!("{origin}: {}", e.describe("config file"))],
-    })?;
+    let text =
+        file::read_to_string(path, file::CONFIG_CAP).map_err(|error| ConfigError::Unreadable {
+            origin: origin.clone(),
+            error,
+        })?;
     parse(&text, &origin, &|name| std::env::var(name).ok())
 }
 
@@ -116,12 +113,11 @@ pub fn parse(
             // which may hold an inline secret.
             let e: toml::de::Error = e;
             let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
-            p.file(format!(
-                "line {line}, column {column}: TOML syntax error: {}",
-                e.message().trim_end()
-            ));
-            return Err(ConfigError {
-                problems: p.into_vec(),
+            return Err(ConfigError::Syntax {
+                origin: origin.to_owned(),
+                line,
+                column,
+                message: e.message().trim_end().to_owned(),
             });
         }
     };
@@ -132,9 +128,7 @@ pub fn parse(
             // The schema walk leaves only shapes serde accepts; this is a safety net.
             let e: toml::de::Error = e;
             p.file(e.message().trim_end());
-            return Err(ConfigError {
-                problems: p.into_vec(),
-            });
+            return Err(p.into_error());
         }
     };
 
@@ -179,9 +173,7 @@ pub fn parse(
     let orgs = orgs::validate(&raw.org, &defaults, env, &mut p, &mut warnings);
 
     if !p.is_empty() {
-        return Err(ConfigError {
-            problems: p.into_vec(),
-        });
+        return Err(p.into_error());
     }
     Ok(Config {
         listen,

@@ -212,21 +212,42 @@ impl OrgConfig {
     /// neither plays a part in the schedule, so a reload keeps the org running; a new secret
     /// only replaces the credential's token, as a changed secret file does.
     pub fn same_except_secret_and_labels(&self, other: &Self) -> bool {
-        self.name == other.name
-            && self.host == other.host
-            && self.api == other.api
-            && self.auth == other.auth
-            && self.schedule == other.schedule
-            && self.jitter == other.jitter
-            && self.timeout == other.timeout
-            && self.token_refresh_margin == other.token_refresh_margin
-            && self.token_min_interval == other.token_min_interval
-            && self.token_max_age == other.token_max_age
-            && self.subscription_check_interval == other.subscription_check_interval
-            && self.credential_check_interval == other.credential_check_interval
-            && self.ca_file == other.ca_file
-            && self.client_id == other.client_id
-            && self.secret_source == other.secret_source
+        // Destructured without `..`, so a new field does not compile until it is sorted into
+        // "compared" or "not compared" here.
+        let OrgConfig {
+            name,
+            host,
+            api,
+            auth,
+            schedule,
+            jitter,
+            timeout,
+            token_refresh_margin,
+            token_min_interval,
+            token_max_age,
+            subscription_check_interval,
+            credential_check_interval,
+            ca_file,
+            client_id,
+            client_secret: _,
+            secret_source,
+            labels: _,
+        } = self;
+        *name == other.name
+            && *host == other.host
+            && *api == other.api
+            && *auth == other.auth
+            && *schedule == other.schedule
+            && *jitter == other.jitter
+            && *timeout == other.timeout
+            && *token_refresh_margin == other.token_refresh_margin
+            && *token_min_interval == other.token_min_interval
+            && *token_max_age == other.token_max_age
+            && *subscription_check_interval == other.subscription_check_interval
+            && *credential_check_interval == other.credential_check_interval
+            && *ca_file == other.ca_file
+            && *client_id == other.client_id
+            && *secret_source == other.secret_source
     }
 
     /// The credential this org uses: its token cache, its `--shard` and its 10 s budget belong

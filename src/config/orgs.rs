@@ -41,8 +41,7 @@ pub(crate) fn validate(
         }
         let client_id = client_id(org, &ctx, p);
         let labels = labels(org, &ctx, p);
-        let settings =
-            Layer::parse(&org.settings(), &ctx, Level::Org, p).resolve(defaults, &ctx, p);
+        let settings = Layer::parse(&org.settings, &ctx, Level::Org, p).resolve(defaults, &ctx, p);
         let secret = secret::resolve(org, &ctx, env, p, warnings);
 
         if let (Some(name), Some(client_id), Some(labels), Some(s), Some((secret, source))) =

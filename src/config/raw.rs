@@ -2,7 +2,8 @@
 //!
 //! Every value that needs parsing (durations, addresses, URLs, cron) stays a string here so the
 //! validation layer can report it with its key path. `SCHEMA` lists the same keys for the
-//! unknown-key walk in `schema.rs`; a test keeps the two in step.
+//! unknown-key walk in `schema.rs`: the overridable keys are declared once for both, and a test
+//! (`tests/schema.rs`) keeps the rest in step, and README's tables with them.
 
 use std::collections::BTreeMap;
 
@@ -39,27 +40,44 @@ pub struct RawWeb {
     pub basic_auth_users: Option<BTreeMap<String, String>>,
 }
 
-/// `[defaults]`: the keys an `[[org]]` may override.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSettings {
-    pub host: Option<String>,
-    pub api: Option<String>,
-    pub auth: Option<String>,
-    pub interval: Option<String>,
-    pub cron: Option<String>,
-    pub jitter: Option<String>,
-    pub timeout: Option<String>,
-    pub token_refresh_margin: Option<String>,
-    pub token_min_interval: Option<String>,
-    pub token_max_age: Option<String>,
-    pub subscription_check_interval: Option<String>,
-    pub credential_check_interval: Option<String>,
-    pub ca_file: Option<String>,
+/// Declares [`RawSettings`] and its schema [`SETTINGS`] from one list, so the struct serde fills
+/// and the keys the schema walk accepts cannot drift apart. Every overridable key is a string.
+macro_rules! overridable_keys {
+    ($($key:ident),* $(,)?) => {
+        /// `[defaults]`: the keys an `[[org]]` may override (flattened into [`RawOrg`]).
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawSettings {
+            $(pub $key: Option<String>,)*
+        }
+
+        /// Keys of `[defaults]`, also accepted in every `[[org]]`; in the order "known keys
+        /// here" lists them.
+        const SETTINGS: &[Field] = &[$(s(stringify!($key)),)*];
+    };
 }
 
-/// One `[[org]]`. serde cannot combine `flatten` with `deny_unknown_fields`, so the
-/// overridable keys are repeated here and split off by [`RawOrg::settings`].
+// What each key means and accepts: `settings/mod.rs` (`Layer::parse`) and README's table.
+overridable_keys!(
+    host,
+    api,
+    auth,
+    interval,
+    cron,
+    jitter,
+    timeout,
+    token_refresh_margin,
+    token_min_interval,
+    token_max_age,
+    subscription_check_interval,
+    ca_file,
+    credential_check_interval,
+);
+
+/// One `[[org]]`: its own keys, and the overridable ones in the same shape as `[defaults]`.
+/// `deny_unknown_fields` still holds with `flatten`: serde rejects a key that neither this
+/// struct nor [`RawSettings`] takes (the schema walk has removed such keys already; this is
+/// the safety net).
 ///
 /// No `Debug`: `client_secret` may hold the secret itself.
 #[derive(Default, Deserialize)]
@@ -71,41 +89,8 @@ pub struct RawOrg {
     pub client_secret_env: Option<String>,
     pub client_secret: Option<String>,
     pub labels: Option<BTreeMap<String, String>>,
-
-    pub host: Option<String>,
-    pub api: Option<String>,
-    pub auth: Option<String>,
-    pub interval: Option<String>,
-    pub cron: Option<String>,
-    pub jitter: Option<String>,
-    pub timeout: Option<String>,
-    pub token_refresh_margin: Option<String>,
-    pub token_min_interval: Option<String>,
-    pub token_max_age: Option<String>,
-    pub subscription_check_interval: Option<String>,
-    pub credential_check_interval: Option<String>,
-    pub ca_file: Option<String>,
-}
-
-impl RawOrg {
-    /// The overridable part of this org, in the same shape as `[defaults]`.
-    pub fn settings(&self) -> RawSettings {
-        RawSettings {
-            host: self.host.clone(),
-            api: self.api.clone(),
-            auth: self.auth.clone(),
-            interval: self.interval.clone(),
-            cron: self.cron.clone(),
-            jitter: self.jitter.clone(),
-            timeout: self.timeout.clone(),
-            token_refresh_margin: self.token_refresh_margin.clone(),
-            token_min_interval: self.token_min_interval.clone(),
-            token_max_age: self.token_max_age.clone(),
-            subscription_check_interval: self.subscription_check_interval.clone(),
-            credential_check_interval: self.credential_check_interval.clone(),
-            ca_file: self.ca_file.clone(),
-        }
-    }
+    #[serde(flatten)]
+    pub settings: RawSettings,
 }
 
 const fn s(name: &'static str) -> Field {
@@ -115,24 +100,7 @@ const fn s(name: &'static str) -> Field {
     }
 }
 
-/// Keys of `[defaults]`, also accepted in every `[[org]]`.
-const SETTINGS: [Field; 13] = [
-    s("host"),
-    s("api"),
-    s("auth"),
-    s("interval"),
-    s("cron"),
-    s("jitter"),
-    s("timeout"),
-    s("token_refresh_margin"),
-    s("token_min_interval"),
-    s("token_max_age"),
-    s("subscription_check_interval"),
-    s("ca_file"),
-    s("credential_check_interval"),
-];
-
-const ORG: [Field; 19] = [
+const ORG: [Field; 7] = [
     s("name"),
     s("client_id"),
     s("client_secret_file"),
@@ -142,19 +110,10 @@ const ORG: [Field; 19] = [
         name: "labels",
         kind: Kind::StrMap,
     },
-    SETTINGS[0],
-    SETTINGS[1],
-    SETTINGS[2],
-    SETTINGS[3],
-    SETTINGS[4],
-    SETTINGS[5],
-    SETTINGS[6],
-    SETTINGS[7],
-    SETTINGS[8],
-    SETTINGS[9],
-    SETTINGS[10],
-    SETTINGS[11],
-    SETTINGS[12],
+    Field {
+        name: "(overridable keys)",
+        kind: Kind::Flatten(SETTINGS),
+    },
 ];
 
 const WEB: [Field; 3] = [
@@ -183,7 +142,7 @@ pub const SCHEMA: [Field; 3] = [
     },
     Field {
         name: "defaults",
-        kind: Kind::Table(&SETTINGS),
+        kind: Kind::Table(SETTINGS),
     },
     Field {
         name: "org",

@@ -7,12 +7,13 @@
 use std::collections::BTreeSet;
 use std::fmt::Display;
 
+use super::error::{ConfigError, Problem};
 use super::OrgName;
 
-/// Collects every problem found in one file, each prefixed with the file's name.
+/// Collects every problem found in one file.
 pub(crate) struct Problems {
     origin: String,
-    list: Vec<String>,
+    list: Vec<Problem>,
     /// Key paths already reported, so a key dropped for having the wrong type is not reported
     /// again as missing.
     reported: BTreeSet<String>,
@@ -29,14 +30,19 @@ impl Problems {
 
     /// A problem with the key at `path`.
     pub(crate) fn at(&mut self, path: &str, message: impl Display) {
-        self.list
-            .push(format!("{}: {}: {}", self.origin, path, message));
+        self.list.push(Problem {
+            path: Some(path.to_owned()),
+            message: message.to_string(),
+        });
         self.reported.insert(path.to_owned());
     }
 
     /// A problem with the file as a whole.
     pub(crate) fn file(&mut self, message: impl Display) {
-        self.list.push(format!("{}: {}", self.origin, message));
+        self.list.push(Problem {
+            path: None,
+            message: message.to_string(),
+        });
     }
 
     /// Whether a problem was already reported at `path` (e.g. a key dropped for its type).
@@ -64,8 +70,18 @@ impl Problems {
         self.list.is_empty()
     }
 
+    /// Every problem found, as the error `parse` returns.
+    pub(crate) fn into_error(self) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin,
+            problems: self.list,
+        }
+    }
+
+    /// The problems' lines, as `check` prints them.
+    #[cfg(test)]
     pub(crate) fn into_vec(self) -> Vec<String> {
-        self.list
+        self.into_error().lines()
     }
 }
 

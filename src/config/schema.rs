@@ -26,19 +26,35 @@ pub(crate) enum Kind {
     Table(&'static [Field]),
     /// An array of tables (`[[org]]`), each with the given keys.
     TableArray(&'static [Field]),
+    /// Not a key: the given keys are accepted in this table too (serde's `flatten`; the
+    /// overridable settings in `[[org]]`). The field's name is only a label.
+    Flatten(&'static [Field]),
+}
+
+/// The keys a table accepts, with [`Kind::Flatten`] groups expanded in place.
+pub(crate) fn keys(fields: &'static [Field]) -> Vec<&'static Field> {
+    let mut keys = Vec::new();
+    for field in fields {
+        match field.kind {
+            Kind::Flatten(inner) => keys.extend(self::keys(inner)),
+            _ => keys.push(field),
+        }
+    }
+    keys
 }
 
 /// Reports every unknown or mistyped key in `table` (the whole file) and removes it.
-pub(crate) fn check(table: &mut Table, fields: &[Field], problems: &mut Problems) {
+pub(crate) fn check(table: &mut Table, fields: &'static [Field], problems: &mut Problems) {
     check_table(table, fields, "", problems);
 }
 
-fn check_table(table: &mut Table, fields: &[Field], parent: &str, problems: &mut Problems) {
-    let keys: Vec<String> = table.keys().cloned().collect();
-    for key in keys {
+fn check_table(table: &mut Table, fields: &'static [Field], parent: &str, problems: &mut Problems) {
+    let fields = keys(fields);
+    let names: Vec<String> = table.keys().cloned().collect();
+    for key in names {
         let path = join(parent, &key);
-        let Some(field) = fields.iter().find(|f| f.name == key) else {
-            problems.at(&path, unknown_key_message(&key, fields));
+        let Some(field) = fields.iter().copied().find(|f| f.name == key) else {
+            problems.at(&path, unknown_key_message(&key, &fields));
             table.remove(&key);
             continue;
         };
@@ -103,7 +119,8 @@ fn check_value(value: &mut Value, field: &Field, path: &str, problems: &mut Prob
             let expected = match kind {
                 Kind::Str => "a string",
                 Kind::StrMap => "a table of strings",
-                Kind::Table(_) | Kind::TableArray(_) => "a table",
+                // `keys` expands a Flatten group before its fields are matched to values.
+                Kind::Table(_) | Kind::TableArray(_) | Kind::Flatten(_) => "a table",
             };
             problems.at(
                 path,
@@ -114,7 +131,7 @@ fn check_value(value: &mut Value, field: &Field, path: &str, problems: &mut Prob
     }
 }
 
-fn unknown_key_message(key: &str, fields: &[Field]) -> String {
+fn unknown_key_message(key: &str, fields: &[&Field]) -> String {
     let closest = fields
         .iter()
         .map(|f| (edit_distance(key, f.name), f.name))

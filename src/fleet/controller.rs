@@ -12,11 +12,12 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::config::shard::Shard;
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigError};
 use crate::fleet::agent::{Agent, Changes, OrgList};
 use crate::fleet::org::Org;
 use crate::fleet::supervisor::Recovering;
 use crate::metrics::Metrics;
+use crate::obf::client::BuildError;
 
 /// Where the configuration comes from.
 #[derive(Clone)]
@@ -27,11 +28,50 @@ pub enum ConfigSource {
     Fixed(Box<Config>),
 }
 
-/// Everything wrong with a config that was not applied, one problem per line.
+/// Why a configuration was not applied (at start or on a reload). Its `Display` is every line
+/// of [`ReloadError::lines`], joined by newlines. No variant has an error `source`: each one's
+/// text already holds its cause, and a source would print it twice in an `{:#}` chain.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .problems.join("\n"))]
-pub struct ReloadError {
-    pub problems: Vec<String>,
+pub enum ReloadError {
+    /// The file is not usable: every problem in it.
+    #[error("{0}")]
+    Config(ConfigError),
+    /// The blocking thread that read the files failed (it panicked or was cancelled).
+    #[error("reading the configuration failed: {0}")]
+    LoadFailed(tokio::task::JoinError),
+    /// Reading the files took longer than the limit given (see [`LOAD_TIMEOUT`]).
+    #[error(
+        "reading the configuration (config, secret, CA and TLS files) took longer than {}; is a \
+         file on a stalled mount?",
+        humantime::format_duration(*.0)
+    )]
+    LoadTimedOut(Duration),
+    /// The fleet could not be built from the valid config (an HTTP client).
+    #[error("{0}")]
+    Build(BuildError),
+    /// `[exporter.web]` names TLS files but the config holds no TLS server config for them
+    /// (`config::load` builds one whenever both files are set, so this is a wiring mistake).
+    #[error("exporter.web: TLS files set but not loaded")]
+    TlsNotLoaded,
+    /// A reload asked for after shutdown began.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl ReloadError {
+    /// One line per problem: how `run` logs it and how a rejected reload is logged.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Self::Config(error) => error.lines(),
+            single => vec![single.to_string()],
+        }
+    }
+}
+
+impl From<ConfigError> for ReloadError {
+    fn from(error: ConfigError) -> Self {
+        Self::Config(error)
+    }
 }
 
 pub struct Controller {
@@ -74,16 +114,8 @@ where
 {
     match tokio::time::timeout(limit, tokio::task::spawn_blocking(read)).await {
         Ok(Ok(result)) => result,
-        Ok(Err(error)) => Err(ReloadError {
-            problems: vec![format!("reading the configuration failed: {error}")],
-        }),
-        Err(_) => Err(ReloadError {
-            problems: vec![format!(
-                "reading the configuration (config, secret, CA and TLS files) took longer than \
-                 {}; is a file on a stalled mount?",
-                humantime::format_duration(limit)
-            )],
-        }),
+        Ok(Err(error)) => Err(ReloadError::LoadFailed(error)),
+        Err(_) => Err(ReloadError::LoadTimedOut(limit)),
     }
 }
 
@@ -91,9 +123,7 @@ where
 /// blocking is fine (`check`), else through [`load_off_worker`].
 pub fn load(source: &ConfigSource, shard: Option<Shard>) -> Result<Config, ReloadError> {
     let mut config = match source {
-        ConfigSource::File(path) => config::load(path).map_err(|e| ReloadError {
-            problems: e.problems,
-        })?,
+        ConfigSource::File(path) => config::load(path)?,
         ConfigSource::Fixed(config) => (**config).clone(),
     };
     if let Some(shard) = shard {
@@ -115,9 +145,7 @@ impl Controller {
     ) -> Result<Arc<Self>, ReloadError> {
         let mut agent = Agent::new(metrics.clone());
         metrics.set_shard(shard);
-        agent.apply(config).await.map_err(|e| ReloadError {
-            problems: vec![e.to_string()],
-        })?;
+        agent.apply(config).await.map_err(ReloadError::Build)?;
         metrics.record_config_load(true);
         let orgs = agent.org_list();
         let recovering = agent.recovering();
@@ -156,9 +184,7 @@ impl Controller {
     pub async fn reload(&self) -> Result<Changes, ReloadError> {
         let mut agent = self.agent.lock().await;
         let Some(agent) = agent.as_mut() else {
-            return Err(ReloadError {
-                problems: vec!["shutting down".to_string()],
-            });
+            return Err(ReloadError::ShuttingDown);
         };
         let result = match load_off_worker(&self.source, self.shard).await {
             Ok(config) => {
@@ -167,9 +193,7 @@ impl Controller {
                 }
                 // TLS files first: if they are broken, nothing of the new config is applied.
                 match self.web.apply(&config) {
-                    Ok(()) => agent.apply(&config).await.map_err(|e| ReloadError {
-                        problems: vec![e.to_string()],
-                    }),
+                    Ok(()) => agent.apply(&config).await.map_err(ReloadError::Build),
                     Err(error) => Err(error),
                 }
             }
@@ -190,7 +214,7 @@ impl Controller {
             }
             Err(error) => {
                 self.metrics.record_config_load(false);
-                for problem in &error.problems {
+                for problem in error.lines() {
                     tracing::error!("reload rejected: {problem}");
                 }
                 tracing::error!(

@@ -1,7 +1,8 @@
 //! Tests of [`parse`](super::parse) as a whole: valid files and their defaults here,
 //! rejected files in `rejects.rs`, secret handling in `secrets.rs`, the unknown-key walk against
-//! the real schema in `schema.rs`.
+//! the real schema in `schema.rs`, README's configuration tables against it in `readme.rs`.
 
+mod readme;
 mod rejects;
 mod schema;
 mod secrets;
@@ -71,7 +72,7 @@ pub(super) fn parse_ok(text: &str) -> Config {
 pub(super) fn problems(text: &str) -> Vec<String> {
     match parse(text, "t.toml", &env) {
         Ok(_) => panic!("expected problems, config was accepted:\n{text}"),
-        Err(e) => e.problems,
+        Err(e) => e.lines(),
     }
 }
 

@@ -25,11 +25,7 @@ impl WebGuards {
             (Some(files), Some(server)) => Some(TlsHandle::with_config(files, server.0)),
             (None, _) => None,
             // `config::load` builds the TLS config whenever both files are set.
-            (Some(_), None) => {
-                return Err(ReloadError {
-                    problems: vec!["exporter.web: TLS files set but not loaded".to_string()],
-                })
-            }
+            (Some(_), None) => return Err(ReloadError::TlsNotLoaded),
         };
         Ok(WebGuards {
             auth: BasicAuth::new(&users),
@@ -46,9 +42,7 @@ impl FollowsConfig for WebGuards {
             (Some(tls), Some(files)) if tls.files() == files => {
                 let server = config.web.as_ref().and_then(|w| w.tls.clone());
                 let Some(server) = server else {
-                    return Err(ReloadError {
-                        problems: vec!["exporter.web: TLS files set but not loaded".to_string()],
-                    });
+                    return Err(ReloadError::TlsNotLoaded);
                 };
                 tls.install(server.0);
             }
