@@ -26,16 +26,20 @@ use crate::cli::{Agent, TempDir};
 use crate::support::TestSim;
 use scaled::ScaledRules;
 use server::{
-    api, check_rules, dashboard_queries, query, start_prometheus, substitute, Prometheus,
+    api, check_rules, dashboard_queries, legend_labels, query, start_prometheus, substitute,
+    Prometheus,
 };
 
-const EXPECTED: [&str; 6] = [
-    "ObfCredentialsRejected",
-    "ObfPingFailing",
-    "ObfPingFailingIntermittently",
-    "ObfPingLatencyHigh",
-    "ObfSubscriptionEndingSoon",
-    "ObfSubscriptionEndingVerySoon",
+/// The alerts that must be pending or firing on each agent at the end, with their org: an alert
+/// of the right name but without its org (say, from an org-less host-mode histogram) is wrong.
+const EXPECTED: [(&str, &str); 7] = [
+    ("ObfCredentialsRejected", "revoked"),
+    ("ObfPingFailing", "steady"),
+    ("ObfPingFailing", "alternating"),
+    ("ObfPingFailingIntermittently", "intermittent"),
+    ("ObfPingLatencyHigh", "slow"),
+    ("ObfSubscriptionEndingSoon", "expiring"),
+    ("ObfSubscriptionEndingVerySoon", "expiring"),
 ];
 const NOT_EXPECTED: [&str; 8] = [
     "ObfExporterDown",
@@ -332,7 +336,10 @@ fn judge(
 
 /// Every dashboard query, as Grafana sends it with the agent at `instance` selected, must answer,
 /// and with series unless it is in [`ORG_MODE_ONLY`] and the agent is in host mode (then it must
-/// have none). Returns how many queries there are.
+/// have none). Each series must have a value for every label its legend shows (`{{org}}`,
+/// `{{host}}`): a per-org query that picks up an org-less host histogram shows a line without a
+/// name; only a query's own `vector(...)` fallback may have no labels at all. Returns how many
+/// queries there are.
 async fn check_dashboard(
     prometheus: &Prometheus,
     (mode, instance): (&str, &str),
@@ -355,7 +362,22 @@ async fn check_dashboard(
                 series.len(),
                 if empty_here { "none" } else { "some" }
             )),
-            Ok(_) => {}
+            Ok(series) => {
+                for name in legend_labels(&q.legend) {
+                    let unnamed = series.iter().find(|s| {
+                        let labels = s["metric"].as_object();
+                        let fallback =
+                            labels.is_none_or(|l| l.is_empty()) && q.expr.contains("vector(");
+                        !fallback && s["metric"][name].as_str().unwrap_or("").is_empty()
+                    });
+                    if let Some(series) = unnamed {
+                        problems.push(format!(
+                            "{mode} mode, panel {:?} {}: {expr}: a series without {name}: {series}",
+                            q.title, q.ref_id
+                        ));
+                    }
+                }
+            }
         }
     }
     queries.len()
@@ -422,33 +444,35 @@ async fn prometheus_fires_each_messy_outage_in_time_and_evaluates_every_panel_an
     assert!(query_count >= 20, "only {query_count} dashboard queries");
     let rule_count = check_rules(&prometheus, &mut problems).await;
 
-    // Exactly the expected alerts, on each agent.
+    // Exactly the expected alerts, on each agent, each for its org.
     let alerts = api(&prometheus, "/api/v1/alerts", &[]).await;
-    let active: BTreeSet<(String, String)> = alerts["data"]["alerts"]
+    let active: BTreeSet<AlertKey> = alerts["data"]["alerts"]
         .as_array()
         .cloned()
         .unwrap_or_default()
         .iter()
         .filter(|a| a["state"] == "pending" || a["state"] == "firing")
         .map(|a| {
-            let label = |name: &str| a["labels"][name].as_str().unwrap_or("").to_string();
-            (label("alertname"), label("instance"))
+            let label = |name: &str| a["labels"][name].as_str().unwrap_or("");
+            key(label("alertname"), label("instance"), label("org"))
         })
         .collect();
     for (mode, instance) in MODES.iter().map(|m| m.name).zip(instances.iter().copied()) {
-        for name in EXPECTED {
-            if !active.contains(&(name.to_string(), instance.to_string())) {
+        for (name, org) in EXPECTED {
+            if !active.contains(&key(name, instance, org)) {
                 problems.push(format!(
-                    "{mode} mode: alert {name} is neither pending nor firing"
+                    "{mode} mode: alert {name} for org {org} is neither pending nor firing"
                 ));
             }
         }
     }
-    for (name, instance) in &active {
+    for (name, instance, org) in &active {
         if NOT_EXPECTED.contains(&name.as_str()) {
             problems.push(format!(
                 "alert {name} on {instance:?} is active but must not be"
             ));
+        } else if org.is_empty() {
+            problems.push(format!("alert {name} on {instance:?} has no org"));
         }
     }
     let summary = format!(

@@ -131,6 +131,7 @@ pub struct PanelQuery {
     pub title: String,
     pub ref_id: String,
     pub expr: String,
+    pub legend: String,
 }
 
 /// Every target of every panel of `dashboard` (a path in the repository).
@@ -151,6 +152,7 @@ pub fn dashboard_queries(dashboard: &Path) -> Vec<PanelQuery> {
                                 title: title.clone(),
                                 ref_id: target["refId"].as_str().unwrap_or("").to_string(),
                                 expr: expr.clone(),
+                                legend: target["legendFormat"].as_str().unwrap_or("").to_string(),
                             });
                         }
                     }
@@ -162,6 +164,15 @@ pub fn dashboard_queries(dashboard: &Path) -> Vec<PanelQuery> {
         }
     }
     queries
+}
+
+/// The label names a legend format shows (`{{org}} p95`: `org`).
+pub fn legend_labels(legend: &str) -> Vec<&str> {
+    legend
+        .split("{{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").map(|(name, _)| name.trim()))
+        .collect()
 }
 
 /// `expr` as Grafana sends it with `instance` selected and every org ("All").
