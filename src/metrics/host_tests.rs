@@ -48,9 +48,11 @@ fn host_mode_keeps_histograms_per_host_and_api_and_the_last_duration_per_org() {
         "obf_ping_duration_seconds_count{api=\"v2\",host=\"https://openbadgefactory.com\"} 2\n",
         "obf_ping_duration_seconds_sum{api=\"v2\",host=\"https://openbadgefactory.com\"} 0.32\n",
         "obf_ping_duration_seconds_count{api=\"v1\",host=\"https://openbadgefactory.com\"} 1\n",
-        // One token endpoint serves both APIs: one histogram per host.
-        "obf_token_refresh_duration_seconds_count{host=\"https://openbadgefactory.com\"} 2\n",
-        "obf_token_refresh_duration_seconds_sum{host=\"https://openbadgefactory.com\"} 0.1\n",
+        // Tokens per (host, api) too, as the contract says.
+        "obf_token_refresh_duration_seconds_count{api=\"v2\",host=\"https://openbadgefactory.com\"} 1\n",
+        "obf_token_refresh_duration_seconds_sum{api=\"v2\",host=\"https://openbadgefactory.com\"} 0.04\n",
+        "obf_token_refresh_duration_seconds_count{api=\"v1\",host=\"https://openbadgefactory.com\"} 1\n",
+        "obf_token_refresh_duration_seconds_sum{api=\"v1\",host=\"https://openbadgefactory.com\"} 0.06\n",
         "obf_ping_last_duration_seconds{org=\"a\"} 0.02\n",
         "obf_ping_last_duration_seconds{org=\"b\"} 0.3\n",
         "obf_ping_last_duration_seconds{org=\"legacy\"} 0.000437\n",
@@ -161,7 +163,7 @@ fn a_hosts_series_go_with_the_last_org_that_uses_it() {
         !text.contains("obf_token_refresh_duration_seconds"),
         "{text}"
     );
-    assert_eq!(metrics.orgs.read().unwrap().hosts.len(), (0, 0));
+    assert_eq!(metrics.orgs.read().unwrap().hosts.len(), 0);
 }
 
 #[test]

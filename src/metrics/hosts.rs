@@ -1,10 +1,12 @@
-//! The latency histograms of `latency_histograms = "host"`: ping time per (`host`, `api`), token
-//! time per `host`, each shared by the orgs that use it and dropped with the last of them.
+//! The latency histograms of `latency_histograms = "host"`: ping and token request time per
+//! (`host`, `api`), shared by the orgs that use them and dropped with the last of them.
 //!
-//! Tokens are keyed by `host` alone because both APIs get their token from the same endpoint
-//! (`POST /v2/client/oauth2/token`): an `api` label there would split one endpoint's latency in
-//! two. A fleet has a handful of these, so they are kept in small maps with a user count and
-//! written in full at the start of a scrape; the per-org families then leave their histograms out.
+//! Both families carry the same labels (the contract's "per (`host`, `api`)") so one join on
+//! `obf_org_info`'s `host` and `api` serves both on a dashboard, even though v1 and v2 orgs of a
+//! host get their tokens from the same endpoint: its latency then shows as two series, which a
+//! `sum by (host)` adds back up. A fleet has a handful of these, so they are kept in a small map
+//! with a user count and written in full at the start of a scrape; the per-org families then
+//! leave their histograms out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,89 +22,73 @@ pub(super) struct HostKey {
     pub(super) api: String,
 }
 
-/// One shared histogram, its label set ready to write, and how many orgs use it.
+/// The two histograms of one key, their label set ready to write, and how many orgs use them.
 struct Shared {
-    histogram: Arc<AtomicHistogram>,
+    ping: Arc<AtomicHistogram>,
+    token: Arc<AtomicHistogram>,
     labels: String,
     users: usize,
 }
 
-impl Shared {
-    fn new(labels: String) -> Self {
-        Shared {
-            histogram: Arc::new(AtomicHistogram::new()),
-            labels,
-            users: 0,
-        }
-    }
-}
-
-/// Every host histogram in use, by key; sorted, so the text is stable between scrapes.
+/// Every host histogram pair in use, by key; sorted, so the text is stable between scrapes.
 #[derive(Default)]
 pub(super) struct HostHistograms {
-    ping: BTreeMap<HostKey, Shared>,
-    token: BTreeMap<String, Shared>,
+    shared: BTreeMap<HostKey, Shared>,
 }
 
 impl HostHistograms {
     /// The histograms of `key`, created on first use; each call must be paired with a
     /// [`HostHistograms::release`] of the same key.
     pub(super) fn acquire(&mut self, key: &HostKey) -> HostSinks {
-        let ping = self.ping.entry(key.clone()).or_insert_with(|| {
-            Shared::new(format!(
+        let shared = self.shared.entry(key.clone()).or_insert_with(|| Shared {
+            ping: Arc::new(AtomicHistogram::new()),
+            token: Arc::new(AtomicHistogram::new()),
+            labels: format!(
                 "api=\"{}\",host=\"{}\"",
                 escape_label_value(&key.api),
                 escape_label_value(&key.host)
-            ))
+            ),
+            users: 0,
         });
-        ping.users += 1;
-        let ping = ping.histogram.clone();
-        let token = self
-            .token
-            .entry(key.host.clone())
-            .or_insert_with(|| Shared::new(format!("host=\"{}\"", escape_label_value(&key.host))));
-        token.users += 1;
+        shared.users += 1;
         HostSinks {
-            ping,
-            token: token.histogram.clone(),
+            ping: shared.ping.clone(),
+            token: shared.token.clone(),
         }
     }
 
     /// One org stopped using `key`'s histograms; the last one removes their series.
     pub(super) fn release(&mut self, key: &HostKey) {
-        if let Some(shared) = self.ping.get_mut(key) {
+        if let Some(shared) = self.shared.get_mut(key) {
             shared.users -= 1;
             if shared.users == 0 {
-                self.ping.remove(key);
-            }
-        }
-        if let Some(shared) = self.token.get_mut(&key.host) {
-            shared.users -= 1;
-            if shared.users == 0 {
-                self.token.remove(&key.host);
+                self.shared.remove(key);
             }
         }
     }
 
     /// Both families with their headers; nothing when no org is in host mode.
     pub(super) fn write(&self, out: &mut Vec<u8>) {
+        if self.shared.is_empty() {
+            return;
+        }
         write_family(
             out,
             &PING_DURATION,
             "Ping request time by host and api, token time excluded.",
-            self.ping.values(),
+            self.shared.values().map(|s| (&*s.ping, s.labels.as_str())),
         );
         write_family(
             out,
             &TOKEN_REFRESH_DURATION,
-            "Token request time by host.",
-            self.token.values(),
+            "Token request time by host and api.",
+            self.shared.values().map(|s| (&*s.token, s.labels.as_str())),
         );
     }
 
     #[cfg(test)]
-    pub(super) fn len(&self) -> (usize, usize) {
-        (self.ping.len(), self.token.len())
+    pub(super) fn len(&self) -> usize {
+        self.shared.len()
     }
 }
 
@@ -110,17 +96,14 @@ fn write_family<'a>(
     out: &mut Vec<u8>,
     names: &HistogramNames,
     help: &str,
-    histograms: impl ExactSizeIterator<Item = &'a Shared>,
+    histograms: impl Iterator<Item = (&'a AtomicHistogram, &'a str)>,
 ) {
-    if histograms.len() == 0 {
-        return;
-    }
     for part in ["# HELP ", names.name, " ", help, "\n# TYPE ", names.name] {
         out.extend_from_slice(part.as_bytes());
     }
     out.extend_from_slice(b" histogram\n");
-    for shared in histograms {
-        shared.histogram.write(out, names, &shared.labels);
+    for (histogram, labels) in histograms {
+        histogram.write(out, names, labels);
     }
 }
 
@@ -142,16 +125,17 @@ mod tests {
         let b = hosts.acquire(&key("https://a", "v2"));
         let v1 = hosts.acquire(&key("https://a", "v1"));
         assert!(Arc::ptr_eq(&a.ping, &b.ping));
+        assert!(Arc::ptr_eq(&a.token, &b.token));
+        // Per (host, api) for tokens too, as the contract says, though both share the endpoint.
         assert!(!Arc::ptr_eq(&a.ping, &v1.ping));
-        // One token endpoint per host, whatever the api.
-        assert!(Arc::ptr_eq(&a.token, &v1.token));
-        assert_eq!(hosts.len(), (2, 1));
+        assert!(!Arc::ptr_eq(&a.token, &v1.token));
+        assert_eq!(hosts.len(), 2);
         hosts.release(&key("https://a", "v2"));
-        assert_eq!(hosts.len(), (2, 1));
+        assert_eq!(hosts.len(), 2);
         hosts.release(&key("https://a", "v2"));
-        assert_eq!(hosts.len(), (1, 1));
+        assert_eq!(hosts.len(), 1);
         hosts.release(&key("https://a", "v1"));
-        assert_eq!(hosts.len(), (0, 0));
+        assert_eq!(hosts.len(), 0);
         let mut out = Vec::new();
         hosts.write(&mut out);
         assert!(out.is_empty());
@@ -172,7 +156,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "obf_token_refresh_duration_seconds_count{host=\"https://x/\\\"q\\\"\"} 0\n"
+            "obf_token_refresh_duration_seconds_count{api=\"v2\",host=\"https://x/\\\"q\\\"\"} 0\n"
         ));
     }
 }

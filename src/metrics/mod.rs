@@ -6,8 +6,8 @@
 //! registry. An org's series are removed with it.
 //!
 //! With `latency_histograms = "host"` the ping and token latency histograms are not the org's:
-//! its latencies go to one histogram per host (`hosts`), shared with the other orgs of that host,
-//! and the org keeps only `obf_ping_last_duration_seconds`. The mode can change at a reload
+//! its latencies go to one histogram per (`host`, `api`) (`hosts`), shared with the other orgs
+//! there, and the org keeps only `obf_ping_last_duration_seconds`. The mode can change at a reload
 //! ([`Metrics::set_latency_per_host`]): the histograms are re-keyed at once and the old series
 //! are gone from the next scrape.
 

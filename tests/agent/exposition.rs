@@ -64,7 +64,7 @@ async fn promtool_finds_nothing_wrong_with_histograms_per_host() {
     for line in [
         format!("obf_ping_duration_seconds_bucket{{api=\"v1\",host=\"{host}\",le=\"+Inf\"}} "),
         format!("obf_ping_duration_seconds_count{{api=\"v2\",host=\"{host}\"}} "),
-        format!("obf_token_refresh_duration_seconds_count{{host=\"{host}\"}} "),
+        format!("obf_token_refresh_duration_seconds_count{{api=\"v2\",host=\"{host}\"}} "),
         "obf_ping_last_duration_seconds{org=\"legacy\"} ".to_string(),
     ] {
         assert!(text.contains(&line), "missing {line}:\n{text}");

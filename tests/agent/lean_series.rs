@@ -63,7 +63,11 @@ async fn a_reload_switches_the_latency_histograms_between_org_and_host() {
         "{text}"
     );
     assert_eq!(
-        series(&text, "obf_token_refresh_duration_seconds_bucket{host=").len(),
+        series(
+            &text,
+            "obf_token_refresh_duration_seconds_bucket{api=\"v2\""
+        )
+        .len(),
         11,
         "{text}"
     );
