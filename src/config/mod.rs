@@ -67,9 +67,8 @@ pub enum LatencyHistograms {
     /// One histogram per org (label `org`): 26 of an org's ~40 series.
     #[default]
     Org,
-    /// Ping time per (`host`, `api`), token time per `host` (one token endpoint serves both
-    /// APIs): a handful of series for the whole fleet; each org keeps
-    /// `obf_ping_last_duration_seconds`.
+    /// Ping and token time per (`host`, `api`): a handful of series for the whole fleet; each
+    /// org keeps `obf_ping_last_duration_seconds`.
     Host,
 }
 
