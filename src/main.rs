@@ -83,6 +83,12 @@ enum Command {
         /// Generated clients sim00000.. with secrets secret00000...
         #[arg(long, default_value_t = 0)]
         orgs: usize,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's unencrypted PEM private key; needs --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// GET /-/healthy of a running agent; exit 0 if healthy (for container health checks).
     Healthcheck {
@@ -132,7 +138,15 @@ fn main() -> ExitCode {
                 .await
                 .map(exit),
             Some(Command::Demo { listen }) => demo::run(listen).await.map(ok),
-            Some(Command::Sim { listen, orgs }) => sim::sim(listen, orgs).await.map(ok),
+            Some(Command::Sim {
+                listen,
+                orgs,
+                tls_cert,
+                tls_key,
+            }) => {
+                let tls = tls_cert.zip(tls_key).map(|(cert, key)| sim::TlsFiles { cert, key });
+                sim::sim(listen, orgs, tls).await.map(ok)
+            }
             Some(Command::Healthcheck { url, insecure }) => {
                 Ok(exit(healthcheck::healthcheck(&url, insecure).await))
             }

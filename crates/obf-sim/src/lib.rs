@@ -12,6 +12,8 @@
 //! - `GET /v1/ping/{client_id}` — Bearer; legacy, plain-text client id.
 //! - `GET /v2/client/{client_id}` — Bearer; organisation record with `paid_until`.
 //!
+//! Plain HTTP ([`Simulator::serve`]) or HTTPS ([`Simulator::serve_tls`], `tls.rs`), same endpoints.
+//!
 //! Control endpoints (see `control.rs`), all under `/sim/` so they never collide with OBF paths:
 //! - `GET /sim/stats`, `GET /sim/settings`, `PUT /sim/settings`, `POST /sim/clients`
 //! - `GET /sim/clients/{id}/stats`, `POST /sim/clients/{id}/revoke`, `POST /sim/clients/{id}/restore`
@@ -40,6 +42,7 @@ mod api;
 mod control;
 mod secrets;
 mod state;
+mod tls;
 mod tokens;
 mod wire;
 
@@ -51,6 +54,8 @@ mod tests;
 mod tests_faults;
 #[cfg(test)]
 mod tests_secrets;
+#[cfg(test)]
+mod tests_tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -62,6 +67,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use state::State;
+pub use tls::TlsIdentity;
 
 /// Global behaviour of the simulator; per-client behaviour lives in [`Faults`].
 #[derive(Clone, Debug)]
@@ -221,6 +227,17 @@ impl Simulator {
     /// Serves on `listener` until this future is dropped.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         axum::serve(listener, self.router()).await
+    }
+
+    /// Serves HTTPS on `listener` with `identity` until this future is dropped: the same
+    /// endpoints as [`Simulator::serve`], each connection's handshake in a task of its own
+    /// (at most 10 s). For benchmarks and tests over TLS.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        identity: &TlsIdentity,
+    ) -> std::io::Result<()> {
+        axum::serve(tls::TlsListener::new(listener, identity)?, self.router()).await
     }
 
     /// Binds `addr` (port 0 picks a free port), serves in the background and returns the bound

@@ -50,7 +50,7 @@ pub(super) async fn request(
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> Reply {
+pub(super) fn parse(raw: &[u8]) -> Reply {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
