@@ -11,7 +11,8 @@ use url::{Host, Url};
 /// resolved and anything outside ASCII percent-encoded), then without a trailing slash, so
 /// equal hosts compare equal.
 pub(crate) fn normalize_host(text: &str) -> Result<String, String> {
-    let bad = |why: &str| Err(format!("invalid host {text:?}: {why}"));
+    let shown = without_user_info(text);
+    let bad = |why: &str| Err(format!("invalid host {shown:?}: {why}"));
     // The `url` crate forgives what a config file should not: it drops tabs and newlines
     // anywhere, accepts `https:x` and `https:\\x`, takes `https:///x` as host `x`, and ignores
     // an empty user info (`https://@x`) or port (`https://x:`).
@@ -69,9 +70,41 @@ pub(crate) fn normalize_host(text: &str) -> Result<String, String> {
     Ok(format!("{}://{host}{port}{path}", url.scheme()))
 }
 
+/// The URL as written, but for any user info (`user:password@`), which may hold a pasted secret and
+/// so never reaches a message.
+fn without_user_info(text: &str) -> String {
+    let start = text.find("://").map_or(0, |at| at + 3);
+    let rest = &text[start..];
+    let authority = rest
+        .find(['/', '\\', '?', '#'])
+        .map_or(rest, |end| &rest[..end]);
+    match authority.rfind('@') {
+        Some(at) => format!("{}(user info not shown){}", &text[..start], &rest[at..]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_info_in_a_refused_host_is_never_echoed() {
+        for text in [
+            "https://ABC123:s3cr3tValue@openbadgefactory.com",
+            "https://ABC123:s3cr3tValue@openbadgefactory.com/x y",
+            "ABC123:s3cr3tValue@openbadgefactory.com",
+            "https://ABC123:s3cr3tValue@@host/",
+        ] {
+            let error = normalize_host(text).expect_err(text);
+            assert!(!error.contains("s3cr3tValue"), "{error}");
+            assert!(error.contains("(user info not shown)"), "{error}");
+        }
+        assert_eq!(
+            without_user_info("http://a@b/c@d"),
+            "http://(user info not shown)@b/c@d"
+        );
+    }
 
     #[test]
     fn hosts_are_normalised() {

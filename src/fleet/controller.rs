@@ -6,6 +6,7 @@
 //! the probes. The rest of a reload (applying the parsed config) does no file I/O.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,13 @@ pub enum ReloadError {
         humantime::format_duration(*.0)
     )]
     LoadTimedOut(Duration),
+    /// An earlier load that timed out is still blocked reading files; no second thread is started
+    /// behind it, so stuck threads cannot pile up one per reload.
+    #[error(
+        "an earlier read of the configuration is still blocked (a file on a stalled mount?); not \
+         starting another until it returns"
+    )]
+    PreviousLoadBlocked,
     /// The fleet could not be built from the valid config (an HTTP client).
     #[error("{0}")]
     Build(BuildError),
@@ -82,6 +90,8 @@ pub struct Controller {
     orgs: OrgList,
     recovering: Recovering,
     web: Box<dyn FollowsConfig>,
+    /// Set while a reload's files are being read (see [`blocking_with_timeout`]).
+    loading: Arc<AtomicBool>,
 }
 
 /// A part outside the fleet that follows the configuration: the HTTP endpoints' protection
@@ -97,22 +107,55 @@ pub trait FollowsConfig: Send + Sync {
 /// FUSE mount), where waiting longer would not help.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// [`load`] on a blocking thread, given at most [`LOAD_TIMEOUT`]. On timeout the thread is left to
-/// finish on its own (a blocked read cannot be cancelled); its result is dropped.
+/// [`load`] on a blocking thread, given at most [`LOAD_TIMEOUT`] (the first load; reloads go
+/// through [`Controller::reload`]). On timeout the thread is left to finish on its own (a blocked
+/// read cannot be cancelled); its result is dropped.
 pub async fn load_off_worker(
     source: &ConfigSource,
     shard: Option<Shard>,
 ) -> Result<Config, ReloadError> {
-    let source = source.clone();
-    blocking_with_timeout(LOAD_TIMEOUT, move || load(&source, shard)).await
+    load_with_flag(source, shard, &Arc::new(AtomicBool::new(false))).await
 }
 
-/// Runs `read` on a blocking thread and waits at most `limit` for it.
-async fn blocking_with_timeout<F>(limit: Duration, read: F) -> Result<Config, ReloadError>
+async fn load_with_flag(
+    source: &ConfigSource,
+    shard: Option<Shard>,
+    running: &Arc<AtomicBool>,
+) -> Result<Config, ReloadError> {
+    let source = source.clone();
+    blocking_with_timeout(LOAD_TIMEOUT, running, move || load(&source, shard)).await
+}
+
+/// Clears a load's running flag when its blocking thread ends, however it ends.
+struct LoadRunning(Arc<AtomicBool>);
+
+impl Drop for LoadRunning {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Runs `read` on a blocking thread and waits at most `limit` for it. `running` is set while a
+/// read runs and cleared when its thread returns, even after the caller gave up waiting: while an
+/// earlier read that timed out is still blocked, no new one is started, so a file on a stalled
+/// mount blocks one thread, not one per reload.
+async fn blocking_with_timeout<F>(
+    limit: Duration,
+    running: &Arc<AtomicBool>,
+    read: F,
+) -> Result<Config, ReloadError>
 where
     F: FnOnce() -> Result<Config, ReloadError> + Send + 'static,
 {
-    match tokio::time::timeout(limit, tokio::task::spawn_blocking(read)).await {
+    if running.swap(true, Ordering::AcqRel) {
+        return Err(ReloadError::PreviousLoadBlocked);
+    }
+    let guard = LoadRunning(running.clone());
+    let task = tokio::task::spawn_blocking(move || {
+        let _running = guard;
+        read()
+    });
+    match tokio::time::timeout(limit, task).await {
         Ok(Ok(result)) => result,
         Ok(Err(error)) => Err(ReloadError::LoadFailed(error)),
         Err(_) => Err(ReloadError::LoadTimedOut(limit)),
@@ -157,6 +200,7 @@ impl Controller {
             orgs,
             recovering,
             web: Box::new(web),
+            loading: Arc::new(AtomicBool::new(false)),
         }))
     }
 
@@ -186,7 +230,7 @@ impl Controller {
         let Some(agent) = agent.as_mut() else {
             return Err(ReloadError::ShuttingDown);
         };
-        let result = match load_off_worker(&self.source, self.shard).await {
+        let result = match load_with_flag(&self.source, self.shard, &self.loading).await {
             Ok(config) => {
                 for warning in &config.warnings {
                     tracing::warn!("{warning}");
@@ -230,5 +274,52 @@ impl Controller {
         if let Some(agent) = self.agent.lock().await.take() {
             agent.stop().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_config() -> Config {
+        Config {
+            listen: None,
+            web: None,
+            orgs: Vec::new(),
+            warnings: Vec::new(),
+            latency_histograms: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blocked_load_is_not_joined_by_another_until_it_returns() {
+        let running = Arc::new(AtomicBool::new(false));
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let limit = Duration::from_millis(50);
+        let first = blocking_with_timeout(limit, &running, move || {
+            // A read on a stalled mount: returns only when the test lets it.
+            let _ = blocked.recv();
+            Ok(empty_config())
+        })
+        .await;
+        assert!(
+            matches!(first, Err(ReloadError::LoadTimedOut(_))),
+            "{first:?}"
+        );
+        let second = blocking_with_timeout(limit, &running, || Ok(empty_config())).await;
+        assert!(
+            matches!(second, Err(ReloadError::PreviousLoadBlocked)),
+            "{second:?}"
+        );
+        release.send(()).expect("the first load still waits");
+        // Bounded: the released thread clears the flag at once.
+        for _ in 0..200 {
+            if !running.load(Ordering::Acquire) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let third = blocking_with_timeout(limit, &running, || Ok(empty_config())).await;
+        assert!(third.is_ok(), "{third:?}");
     }
 }
