@@ -19,7 +19,7 @@ use crate::fleet::schedule::{run_schedule, spread_plans, Plan};
 use crate::fleet::secret_watch::{self, Followed};
 use crate::fleet::supervisor::{supervise, Recovering, Supervision};
 use crate::metrics::{Metrics, OrgInfoLabels};
-use crate::obf::client::{BuildError, ObfClient};
+use crate::obf::client::{BuildError, Endpoint, ObfClient};
 use crate::obf::token::{TokenCache, TokenPolicy};
 
 /// Probes in flight at once, across all orgs. Interval fleets are spread over their interval, but a
@@ -123,6 +123,7 @@ impl Shared {
         metrics: &Metrics,
     ) -> Result<Arc<Org>, BuildError> {
         let client = self.client(config)?;
+        let endpoint = Endpoint::new(&config.host, &config.client_id, config.api, config.timeout)?;
         let (tokens, secret, _) = self.credential(config);
         let org_metrics = metrics.add_org(
             info_labels(config),
@@ -135,6 +136,7 @@ impl Shared {
             tokens,
             secret,
             client,
+            endpoint,
         )))
     }
 }

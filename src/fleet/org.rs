@@ -13,7 +13,7 @@ use super::client_secret::SecretHolder;
 use super::report::{ProbeReport, TokenUse};
 use crate::config::OrgConfig;
 use crate::metrics::OrgMetrics;
-use crate::obf::client::ObfClient;
+use crate::obf::client::{Endpoint, ObfClient};
 use crate::obf::reason::Reason;
 use crate::obf::token::TokenCache;
 
@@ -102,6 +102,8 @@ pub struct Org {
     /// The credential's secret, shared with its other orgs and read at every token request.
     pub secret: Arc<SecretHolder>,
     pub client: ObfClient,
+    /// The URLs of its calls, built once from `config`.
+    pub(super) endpoint: Endpoint,
     /// Shared with a relabelled copy of this org (see [`Org::reconfigured`]).
     state: Arc<Mutex<OrgState>>,
 }
@@ -113,6 +115,7 @@ impl Org {
         tokens: Arc<TokenCache>,
         secret: Arc<SecretHolder>,
         client: ObfClient,
+        endpoint: Endpoint,
     ) -> Self {
         Org {
             config,
@@ -120,6 +123,7 @@ impl Org {
             tokens,
             secret,
             client,
+            endpoint,
             state: Arc::default(),
         }
     }
@@ -134,6 +138,7 @@ impl Org {
             tokens: self.tokens.clone(),
             secret: self.secret.clone(),
             client: self.client.clone(),
+            endpoint: self.endpoint.clone(),
             state: self.state.clone(),
         }
     }

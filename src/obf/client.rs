@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{Response, StatusCode};
+use reqwest::{Response, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -51,11 +51,49 @@ impl From<CallFailure> for TokenFailure {
     }
 }
 
-/// Where and how one credential talks to OBF.
-pub struct Endpoint<'a> {
-    pub host: &'a str,
-    pub client_id: &'a str,
-    pub timeout: Duration,
+/// Where and how one org talks to OBF: the URLs of its calls, parsed once when the org is built
+/// (not formatted and parsed, IDNA included, on every call), its `client_id` and its timeout.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    client_id: String,
+    timeout: Duration,
+    token_url: Url,
+    ping_url: Url,
+    client_url: Url,
+}
+
+impl Endpoint {
+    /// `host` is `scheme://host[:port][/prefix]` as the config normalised it; `client_id` goes in
+    /// as one percent-encoded path segment.
+    pub fn new(
+        host: &str,
+        client_id: &str,
+        api: ApiVersion,
+        timeout: Duration,
+    ) -> Result<Self, BuildError> {
+        let base = Url::parse(host)
+            .ok()
+            .filter(|url| !url.cannot_be_a_base())
+            .ok_or_else(|| BuildError(format!("host {host:?} is not a base URL")))?;
+        let at = |segments: &[&str]| {
+            let mut url = base.clone();
+            if let Ok(mut path) = url.path_segments_mut() {
+                path.pop_if_empty().extend(segments);
+            }
+            url
+        };
+        let ping_url = match api {
+            ApiVersion::V2 => at(&["v2", "client", client_id, "ping"]),
+            ApiVersion::V1 => at(&["v1", "ping", client_id]),
+        };
+        Ok(Endpoint {
+            client_id: client_id.to_owned(),
+            timeout,
+            token_url: at(&["v2", "client", "oauth2", "token"]),
+            ping_url,
+            client_url: at(&["v2", "client", client_id]),
+        })
+    }
 }
 
 /// What a 2xx ping answered.
@@ -91,7 +129,11 @@ impl ObfClient {
             // Servers close idle keep-alive connections (hyper after 30 s, nginx 75 s, load
             // balancers 60 s); reusing one just as it closes fails the request. Drop ours first.
             .pool_idle_timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(max_idle_per_host);
+            .pool_max_idle_per_host(max_idle_per_host)
+            // reqwest's default retries HTTP/2 refusals, which this HTTP/1 client never gets,
+            // yet clones every request (headers and all) in case it must; with no retries
+            // allowed it clones nothing.
+            .retry(reqwest::retry::never().max_retries_per_request(0));
         if let Some(ca) = ca_file {
             let certs = reqwest::Certificate::from_pem_bundle(&ca.pem)
                 .map_err(|e| BuildError(format!("ca_file {}: {e}", ca.path.display())))?;
@@ -104,19 +146,21 @@ impl ObfClient {
     /// `POST /v2/client/oauth2/token` with the client-credentials grant.
     pub async fn request_token(
         &self,
-        endpoint: &Endpoint<'_>,
+        endpoint: &Endpoint,
         secret: &SecretString,
         auth: AuthMode,
     ) -> Result<IssuedToken, CallFailure> {
-        let url = format!("{}/v2/client/oauth2/token", endpoint.host);
-        let request = self.http.post(url).timeout(endpoint.timeout);
+        let request = self
+            .http
+            .post(endpoint.token_url.clone())
+            .timeout(endpoint.timeout);
         let request = match auth {
             AuthMode::Basic => request
-                .basic_auth(endpoint.client_id, Some(secret.expose_secret()))
+                .basic_auth(&endpoint.client_id, Some(secret.expose_secret()))
                 .form(&[("grant_type", "client_credentials")]),
             AuthMode::Body => request.form(&[
                 ("grant_type", "client_credentials"),
-                ("client_id", endpoint.client_id),
+                ("client_id", endpoint.client_id.as_str()),
                 ("client_secret", secret.expose_secret()),
             ]),
         };
@@ -141,26 +185,24 @@ impl ObfClient {
     /// The ping: `GET /v2/client/{id}/ping` or, for `api = "v1"`, `GET /v1/ping/{id}`.
     pub async fn ping(
         &self,
-        endpoint: &Endpoint<'_>,
-        api: ApiVersion,
+        endpoint: &Endpoint,
         token: &SecretString,
     ) -> Result<PingOk, CallFailure> {
-        let url = match api {
-            ApiVersion::V2 => format!("{}/v2/client/{}/ping", endpoint.host, endpoint.client_id),
-            ApiVersion::V1 => format!("{}/v1/ping/{}", endpoint.host, endpoint.client_id),
-        };
-        let (status, _body) = self.get_with_token(&url, endpoint.timeout, token).await?;
+        let (status, _body) = self
+            .get_with_token(&endpoint.ping_url, endpoint.timeout, token)
+            .await?;
         Ok(PingOk { status })
     }
 
     /// `GET /v2/client/{id}`: the organisation record; returns `paid_until` (unix seconds).
     pub async fn subscription_end(
         &self,
-        endpoint: &Endpoint<'_>,
+        endpoint: &Endpoint,
         token: &SecretString,
     ) -> Result<i64, CallFailure> {
-        let url = format!("{}/v2/client/{}", endpoint.host, endpoint.client_id);
-        let (status, body) = self.get_with_token(&url, endpoint.timeout, token).await?;
+        let (status, body) = self
+            .get_with_token(&endpoint.client_url, endpoint.timeout, token)
+            .await?;
         #[derive(Deserialize)]
         struct ClientRecord {
             paid_until: Option<serde_json::Value>,
@@ -187,13 +229,13 @@ impl ObfClient {
 
     async fn get_with_token(
         &self,
-        url: &str,
+        url: &Url,
         timeout: Duration,
         token: &SecretString,
     ) -> Result<(u16, Vec<u8>), CallFailure> {
         let response = self
             .http
-            .get(url)
+            .get(url.clone())
             .timeout(timeout)
             .bearer_auth(token.expose_secret())
             .send()
@@ -377,22 +419,47 @@ mod tests {
             .port();
         let client = ObfClient::new(None, Duration::from_secs(2), 4).unwrap();
         let host = format!("http://127.0.0.1:{port}");
-        let endpoint = Endpoint {
-            host: &host,
-            client_id: "TLS_certificate_handshake",
-            timeout: Duration::from_secs(2),
-        };
+        let endpoint = Endpoint::new(
+            &host,
+            "TLS_certificate_handshake",
+            ApiVersion::V2,
+            Duration::from_secs(2),
+        )
+        .unwrap();
         let token = SecretString::from("t");
-        let failure = client
-            .ping(&endpoint, ApiVersion::V2, &token)
-            .await
-            .unwrap_err();
+        let failure = client.ping(&endpoint, &token).await.unwrap_err();
         assert_eq!(failure.reason, Reason::Connect, "{}", failure.detail);
         assert!(
             !failure.detail.contains("TLS_certificate"),
             "{}",
             failure.detail
         );
+    }
+
+    #[test]
+    fn endpoint_urls_follow_the_api_version_and_keep_the_host_prefix() {
+        let timeout = Duration::from_secs(1);
+        let v2 = Endpoint::new("https://obf.example", "ABC_1", ApiVersion::V2, timeout).unwrap();
+        assert_eq!(
+            v2.token_url.as_str(),
+            "https://obf.example/v2/client/oauth2/token"
+        );
+        assert_eq!(
+            v2.ping_url.as_str(),
+            "https://obf.example/v2/client/ABC_1/ping"
+        );
+        assert_eq!(
+            v2.client_url.as_str(),
+            "https://obf.example/v2/client/ABC_1"
+        );
+        let v1 = Endpoint::new("http://127.0.0.1:8080/obf", "x", ApiVersion::V1, timeout).unwrap();
+        assert_eq!(v1.ping_url.as_str(), "http://127.0.0.1:8080/obf/v1/ping/x");
+        assert_eq!(
+            v1.token_url.as_str(),
+            "http://127.0.0.1:8080/obf/v2/client/oauth2/token"
+        );
+        let refused = Endpoint::new("mailto:a@b", "x", ApiVersion::V2, timeout).unwrap_err();
+        assert!(refused.to_string().contains("not a base URL"), "{refused}");
     }
 
     #[test]

@@ -23,14 +23,14 @@ impl Org {
         replace: Option<u64>,
     ) -> (Option<Token>, TokenOutcome) {
         let client = &self.client;
-        let endpoint = self.endpoint();
+        let endpoint = &self.endpoint;
         let auth = self.config.auth;
         let acquired = self
             .tokens
             .acquire(self.config.timeout, replace, || async {
                 let secret = self.secret.current();
                 let result = client
-                    .request_token(&endpoint, &secret, auth)
+                    .request_token(endpoint, &secret, auth)
                     .await
                     .map_err(TokenFailure::from);
                 if matches!(&result, Err(failure) if failure.reason == Reason::Rejected) {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::org::Org;
 use super::report::ProbeReport;
-use crate::obf::client::{CallFailure, Endpoint};
+use crate::obf::client::CallFailure;
 use crate::obf::reason::Reason;
 use crate::obf::token::Token;
 use outcome::{Again, PingOutcome, Pings, Run, SubscriptionOutcome};
@@ -30,14 +30,6 @@ const SUBSCRIPTION_RETRY: Duration = Duration::from_secs(60);
 const PING_BACKOFF_FIRST: Duration = Duration::from_secs(10);
 
 impl Org {
-    fn endpoint(&self) -> Endpoint<'_> {
-        Endpoint {
-            host: &self.config.host,
-            client_id: &self.config.client_id,
-            timeout: self.config.timeout,
-        }
-    }
-
     /// Runs one probe and records it: each step returns what it did (`outcome`), and
     /// `account::account` turns the whole run into its metric updates and report.
     pub async fn probe(&self) -> ProbeReport {
@@ -139,10 +131,7 @@ impl Org {
     /// Sends one ping and notes a 429 (or its absence) for the next runs.
     async fn ping(&self, token: &Token) -> PingOutcome {
         let started = Instant::now();
-        let result = self
-            .client
-            .ping(&self.endpoint(), self.config.api, &token.access_token)
-            .await;
+        let result = self.client.ping(&self.endpoint, &token.access_token).await;
         let elapsed = started.elapsed();
         self.note_ping_rate_limit(result.as_ref().err());
         PingOutcome {
@@ -169,7 +158,7 @@ impl Org {
         let result = match token {
             Some(token) => {
                 self.client
-                    .subscription_end(&self.endpoint(), &token.access_token)
+                    .subscription_end(&self.endpoint, &token.access_token)
                     .await
             }
             None => Err(CallFailure {
