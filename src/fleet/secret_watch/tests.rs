@@ -222,3 +222,67 @@ async fn a_stalled_read_skips_rounds_until_it_ends() {
     let round = watcher.round(followed(&path, &holder, &tokens)).await;
     assert_eq!(round.changed, ["ACME"], "{round:?}");
 }
+
+#[tokio::test]
+async fn an_unchanged_file_is_not_read_again_and_a_replaced_one_is() {
+    let dir = Dir::new("stamp");
+    let path = dir.0.join("secret");
+    std::fs::write(&path, "old").unwrap();
+    let (holder, tokens) = credential(&path, "old").await;
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = reads.clone();
+    let reader: Reader = Arc::new(move |path: &Path| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        client_secret::read_file(path)
+    });
+    let mut watcher = Watcher::new(reader, READ_TIMEOUT);
+    // The file was written just now: trusting its stamp needs no racy window here.
+    watcher.racy_window = Duration::ZERO;
+    let count = || reads.load(std::sync::atomic::Ordering::SeqCst);
+
+    watcher.round(followed(&path, &holder, &tokens)).await;
+    assert_eq!(count(), 1, "the first round reads");
+    for _ in 0..3 {
+        let round = watcher.round(followed(&path, &holder, &tokens)).await;
+        assert_eq!(round, Round::default());
+    }
+    assert_eq!(count(), 1, "an unchanged file is only stat'ed");
+
+    rename_over(&path, "new");
+    let round = watcher.round(followed(&path, &holder, &tokens)).await;
+    assert_eq!(count(), 2, "a new inode is read");
+    assert_eq!(round.changed, ["ACME"]);
+    assert_eq!(holder.current().expose_secret(), "new");
+
+    std::fs::remove_file(&path).unwrap();
+    let round = watcher.round(followed(&path, &holder, &tokens)).await;
+    assert_eq!(count(), 3, "a missing file is read, and warned about");
+    assert_eq!(round.warned, std::slice::from_ref(&path));
+    std::fs::write(&path, "newer").unwrap();
+    watcher.round(followed(&path, &holder, &tokens)).await;
+    assert_eq!(holder.current().expose_secret(), "newer");
+}
+
+#[test]
+fn a_stamp_changed_within_the_racy_window_is_not_trusted() {
+    let at = |secs: i64, nanos: i64| Stamp {
+        dev: 1,
+        ino: 2,
+        size: 3,
+        mtime: (secs, nanos),
+        ctime: (secs, nanos),
+    };
+    let now = UNIX_EPOCH + Duration::new(1_000, 500);
+    let window = Duration::from_secs(2);
+    assert!(at(1_000, 0).racy(now, window), "changed this second");
+    assert!(at(998, 500).racy(now, window), "exactly the window ago");
+    assert!(!at(998, 499).racy(now, window), "settled");
+    assert!(!at(10, 0).racy(now, window));
+    assert!(at(2_000, 0).racy(now, window), "a clock behind the file");
+    let mut later_ctime = at(10, 0);
+    later_ctime.ctime = (999, 0);
+    assert!(
+        later_ctime.racy(now, window),
+        "the later of mtime and ctime counts"
+    );
+}
