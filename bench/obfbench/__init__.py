@@ -1,0 +1,1 @@
+"""The modules of bench/run, the performance benchmark of obf-exporter."""
