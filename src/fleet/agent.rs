@@ -190,8 +190,7 @@ fn restart_plan(org: &Org) -> Plan {
 }
 
 /// The credentials of the configured orgs whose secret comes from a file, with their orgs.
-fn followed(orgs: &OrgList) -> Vec<Followed> {
-    let orgs = orgs.read().unwrap_or_else(|e| e.into_inner());
+fn followed(orgs: &BTreeMap<String, Arc<Org>>) -> Vec<Followed> {
     // Orgs of one credential share one holder: one entry per holder.
     let mut by_holder: HashMap<*const SecretHolder, Followed> = HashMap::new();
     for org in orgs.values() {
@@ -212,6 +211,10 @@ fn followed(orgs: &OrgList) -> Vec<Followed> {
     }
     by_holder.into_values().collect()
 }
+
+/// The secret files to follow, rebuilt when the orgs change (a holder's file changes only with a
+/// reload), so that the watcher's rounds do not rebuild it.
+type FollowedList = Arc<RwLock<Arc<Vec<Followed>>>>;
 
 struct Running {
     org: Arc<Org>,
@@ -242,6 +245,8 @@ pub struct Agent {
     shared: Shared,
     running: BTreeMap<String, Running>,
     published: OrgList,
+    /// The secret files of `published`, for the watcher.
+    followed_files: FollowedList,
     slots: Arc<Semaphore>,
     recovering: Recovering,
     secret_files: AbortOnDrop,
@@ -260,13 +265,17 @@ impl Agent {
     /// Call within a Tokio runtime: it starts the task that follows the secret files.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         let published = OrgList::default();
-        let orgs = published.clone();
-        let secret_files = tokio::spawn(secret_watch::follow(move || followed(&orgs)));
+        let followed_files = FollowedList::default();
+        let list = followed_files.clone();
+        let secret_files = tokio::spawn(secret_watch::follow(move || {
+            list.read().unwrap_or_else(|e| e.into_inner()).clone()
+        }));
         Agent {
             metrics,
             shared: Shared::default(),
             running: BTreeMap::new(),
             published,
+            followed_files,
             slots: Arc::new(Semaphore::new(MAX_PROBES_IN_FLIGHT)),
             recovering: Recovering::default(),
             secret_files: AbortOnDrop(secret_files),
@@ -441,7 +450,12 @@ impl Agent {
             .iter()
             .map(|(name, running)| (name.clone(), running.org.clone()))
             .collect();
+        let files = Arc::new(followed(&orgs));
         *self.published.write().unwrap_or_else(|e| e.into_inner()) = orgs;
+        *self
+            .followed_files
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = files;
     }
 
     /// Stops scheduling and waits for runs in progress to finish (each is bounded by its timeouts).

@@ -1,17 +1,17 @@
-//! Follows client secret files: every [`POLL_INTERVAL`] it re-reads each distinct secret file of
+//! Follows client secret files: every [`POLL_INTERVAL`] it checks each distinct secret file of
 //! the running orgs and installs a changed secret as a reload of that credential would: the
 //! token is dropped (the next run requests one with the new secret, spacing kept), schedules are
 //! untouched, and one info line names the orgs and the client, never the secret.
 //!
 //! Polling by path, not inotify: a file rewritten in place, an editor or Vault agent renaming a
-//! new file over it, and Kubernetes' atomic `..data` symlink swap all look the same to a read by
-//! path, with no new crate and on every kind of mount. A file is only read again when its
-//! [`Stamp`] (inode, size, change times) differs from the last read's: the cost of an unchanged
-//! file is one `stat` per 5 s (a read each time made the watcher 80 % of the agent's CPU at
-//! 10,000 orgs probed every minute). All files of a round are read on one blocking thread under [`READ_TIMEOUT`]; a
-//! round that outlasts it (a stalled mount) is left to finish and the next rounds are skipped
-//! until it has, so stalled reads never pile up threads. A file that cannot be read, or is
-//! empty, keeps the secret in use and is warned about once per distinct problem.
+//! new file over it, and Kubernetes' atomic `..data` symlink swap all look the same to a lookup
+//! by path, with no new crate and on every kind of mount. A file is only read again when its
+//! [`Stamp`] (inode, size, change times) differs from the last read's: an unchanged file costs
+//! one `stat` per round (reading every file made the watcher most of the agent's CPU at 10,000
+//! orgs probed every minute). All files of a round are checked on one blocking thread under
+//! [`READ_TIMEOUT`]; a round that outlasts it (a stalled mount) is left to finish and the next
+//! rounds are skipped until it has, so stalled reads never pile up threads. A file that cannot be
+//! read, or is empty, keeps the secret in use and is warned about once per distinct problem.
 //!
 //! It does not know about orgs or schedules: the agent hands it the [`Followed`] credentials.
 
@@ -40,7 +40,12 @@ pub struct Followed {
     pub client_id: String,
 }
 
-type ReadResults = Vec<(PathBuf, Checked)>;
+/// The files a round read (changed or never read), with what they held: unchanged files are
+/// not listed. With the stamps, handed back from the blocking thread.
+type RoundResult = (
+    HashMap<PathBuf, Stamp>,
+    Vec<(PathBuf, Result<SecretString, String>)>,
+);
 type Reader = Arc<dyn Fn(&Path) -> Result<SecretString, String> + Send + Sync>;
 
 /// A file's change time within this of the clock when it was stamped may hide a later write in
@@ -85,16 +90,10 @@ impl Stamp {
     }
 }
 
-/// One file's check in a round.
-enum Checked {
-    /// Its stamp is the last read's: the secret in use is the file's.
-    Unchanged,
-    /// Read; with the stamp taken before the read when it can be trusted next round.
-    Read(Result<SecretString, String>, Option<Stamp>),
-}
-
-/// Re-reads the files of `followed()` every [`POLL_INTERVAL`], forever (abort the task to stop).
-pub async fn follow(followed: impl Fn() -> Vec<Followed> + Send + 'static) {
+/// Checks the files of `followed()` every [`POLL_INTERVAL`], forever (abort the task to stop).
+/// `followed()` is called every round: it should hand out a list kept up to date by reloads, not
+/// build one (at 10,000 orgs building it was a large part of a round's cost).
+pub async fn follow(followed: impl Fn() -> Arc<Vec<Followed>> + Send + 'static) {
     let mut ticks = tokio::time::interval(POLL_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await; // the first tick is immediate; the files were just read by the load
@@ -123,7 +122,9 @@ struct Watcher {
     /// [`READ_TIMEOUT`], shorter in tests.
     timeout: Duration,
     /// A read that outlasted its timeout and has not ended yet.
-    pending: Option<JoinHandle<ReadResults>>,
+    pending: Option<JoinHandle<RoundResult>>,
+    /// The list of the last round: the maps are pruned when a reload hands out another.
+    last: Option<Arc<Vec<Followed>>>,
     /// The last problem warned about, per file.
     problems: HashMap<PathBuf, String>,
     /// The stamp of each file's last good read, unless it was racy.
@@ -138,55 +139,64 @@ impl Watcher {
             read,
             timeout,
             pending: None,
+            last: None,
             problems: HashMap::new(),
             stamps: HashMap::new(),
             racy_window: RACY_WINDOW,
         }
     }
 
-    async fn round(&mut self, followed: Vec<Followed>) -> Round {
+    async fn round(&mut self, followed: Arc<Vec<Followed>>) -> Round {
         let mut round = Round::default();
         if let Some(pending) = &self.pending {
             if !pending.is_finished() {
                 round.skipped = true;
                 return round;
             }
-            // Its results are stale by now: this round reads again.
+            // Its results are stale by now, and its stamps gone with it: this round reads all.
             self.pending = None;
             tracing::info!("the stalled read of secret files has ended; following them again");
         }
-        // Hashed, not ordered: comparing paths component by component was most of a round's
-        // cost at 10,000 files.
-        let paths: HashSet<&Path> = followed.iter().map(|f| f.path.as_path()).collect();
-        self.problems
-            .retain(|path, _| paths.contains(path.as_path()));
-        self.stamps.retain(|path, _| paths.contains(path.as_path()));
-        if paths.is_empty() {
+        if !self
+            .last
+            .as_ref()
+            .is_some_and(|last| Arc::ptr_eq(last, &followed))
+        {
+            let paths: HashSet<&Path> = followed.iter().map(|f| f.path.as_path()).collect();
+            self.problems
+                .retain(|path, _| paths.contains(path.as_path()));
+            self.stamps.retain(|path, _| paths.contains(path.as_path()));
+            self.last = Some(followed.clone());
+        }
+        if followed.is_empty() {
             return round;
         }
-        let known: Vec<(PathBuf, Option<Stamp>)> = paths
-            .into_iter()
-            .map(|path| (path.to_path_buf(), self.stamps.get(path).copied()))
-            .collect();
         let read = self.read.clone();
         let window = self.racy_window;
+        let mut stamps = std::mem::take(&mut self.stamps);
+        let list = followed.clone();
         let mut job = tokio::task::spawn_blocking(move || {
-            known
-                .into_iter()
-                .map(|(path, last)| {
-                    let now = SystemTime::now();
-                    let stamp = Stamp::of(&path);
-                    if stamp.is_some() && stamp == last {
-                        return (path, Checked::Unchanged);
-                    }
-                    let result = read(&path);
-                    let trusted = stamp.filter(|s| !s.racy(now, window));
-                    (path, Checked::Read(result, trusted))
-                })
-                .collect::<ReadResults>()
+            let mut reads = Vec::new();
+            for path in list.iter().map(|f| &f.path) {
+                let now = SystemTime::now();
+                let stamp = Stamp::of(path);
+                if stamp.is_some() && stamp == stamps.get(path).copied() {
+                    continue;
+                }
+                let result = read(path);
+                match stamp.filter(|s| result.is_ok() && !s.racy(now, window)) {
+                    Some(stamp) => stamps.insert(path.clone(), stamp),
+                    None => stamps.remove(path),
+                };
+                reads.push((path.clone(), result));
+            }
+            (stamps, reads)
         });
-        let results = match tokio::time::timeout(self.timeout, &mut job).await {
-            Ok(Ok(results)) => results,
+        let reads = match tokio::time::timeout(self.timeout, &mut job).await {
+            Ok(Ok((stamps, reads))) => {
+                self.stamps = stamps;
+                reads
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "reading the secret files failed; the secrets in use are kept");
                 return round;
@@ -202,20 +212,20 @@ impl Watcher {
                 return round;
             }
         };
-        self.apply(followed, results, &mut round);
+        if !reads.is_empty() {
+            self.apply(&followed, reads, &mut round);
+        }
         round
     }
 
-    fn apply(&mut self, followed: Vec<Followed>, results: ReadResults, round: &mut Round) {
+    fn apply(
+        &mut self,
+        followed: &[Followed],
+        reads: Vec<(PathBuf, Result<SecretString, String>)>,
+        round: &mut Round,
+    ) {
         let mut secrets = HashMap::new();
-        for (path, checked) in results {
-            let Checked::Read(result, stamp) = checked else {
-                continue;
-            };
-            match stamp {
-                Some(stamp) if result.is_ok() => self.stamps.insert(path.clone(), stamp),
-                _ => self.stamps.remove(&path),
-            };
+        for (path, result) in reads {
             match result {
                 Ok(secret) => {
                     if self.problems.remove(&path).is_some() {
@@ -235,6 +245,9 @@ impl Watcher {
                 }
             }
         }
+        if secrets.is_empty() {
+            return;
+        }
         for credential in followed {
             let Some(secret) = secrets.get(&credential.path) else {
                 continue;
@@ -251,7 +264,7 @@ impl Watcher {
                     file = %client_secret::shown_path(&credential.path),
                     "secret file changed: the token is dropped and the next token request uses the new secret"
                 );
-                round.changed.push(credential.client_id);
+                round.changed.push(credential.client_id.clone());
             }
         }
     }

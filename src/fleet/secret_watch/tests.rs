@@ -55,14 +55,18 @@ async fn credential(path: &Path, secret: &str) -> (Arc<SecretHolder>, Arc<TokenC
     (holder, tokens)
 }
 
-fn followed(path: &Path, holder: &Arc<SecretHolder>, tokens: &Arc<TokenCache>) -> Vec<Followed> {
-    vec![Followed {
+fn followed(
+    path: &Path,
+    holder: &Arc<SecretHolder>,
+    tokens: &Arc<TokenCache>,
+) -> Arc<Vec<Followed>> {
+    Arc::new(vec![Followed {
         path: path.to_path_buf(),
         holder: holder.clone(),
         tokens: tokens.clone(),
         orgs: vec!["acme".into()],
         client_id: "ACME".into(),
-    }]
+    }])
 }
 
 fn watcher() -> Watcher {
