@@ -67,7 +67,9 @@ pub async fn serve_source(
 ) -> anyhow::Result<()> {
     let web = WebGuards::from_config(&config)?;
     let metrics = Arc::new(Metrics::new());
-    let controller = Controller::start(source, shard, metrics, &config, web.clone()).await?;
+    let orgs = config.orgs.len();
+    // Moved: each org keeps its own settings; a reload reads the source anew.
+    let controller = Controller::start(source, shard, metrics, config, web.clone()).await?;
     let ready = Arc::new(AtomicBool::new(true));
     let state = ServerState {
         controller: controller.clone(),
@@ -76,7 +78,7 @@ pub async fn serve_source(
     let limits = crate::http::web::Limits::for_this_process();
     tracing::info!(
         address = %listener.local_addr()?,
-        orgs = config.orgs.len(),
+        orgs,
         tls = web.tls.is_some(),
         max_connections = limits.max_connections,
         "obf-exporter running; metrics at /metrics"

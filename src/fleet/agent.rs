@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -17,6 +17,7 @@ use crate::fleet::client_secret::SecretHolder;
 use crate::fleet::org::Org;
 use crate::fleet::schedule::{run_schedule, spread_plans, Plan};
 use crate::fleet::secret_watch::{self, Followed};
+use crate::fleet::stop::StopSignal;
 use crate::fleet::supervisor::{supervise, Recovering, Supervision};
 use crate::metrics::{Metrics, OrgInfoLabels};
 use crate::obf::client::{BuildError, Endpoint, ObfClient};
@@ -119,19 +120,19 @@ impl Shared {
 
     async fn build(
         &mut self,
-        config: &OrgConfig,
+        config: OrgConfig,
         metrics: &Metrics,
     ) -> Result<Arc<Org>, BuildError> {
-        let client = self.client(config)?;
+        let client = self.client(&config)?;
         let endpoint = Endpoint::new(&config.host, &config.client_id, config.api, config.timeout)?;
-        let (tokens, secret, _) = self.credential(config);
+        let (tokens, secret, _) = self.credential(&config);
         let org_metrics = metrics.add_org(
-            info_labels(config),
+            info_labels(&config),
             planned_interval(&config.schedule),
             tokens.credential(),
         );
         Ok(Arc::new(Org::new(
-            config.clone(),
+            config,
             org_metrics,
             tokens,
             secret,
@@ -157,7 +158,7 @@ pub async fn build_orgs(config: &Config, metrics: &Metrics) -> Result<Vec<Arc<Or
     metrics.set_latency_per_host(config.latency_histograms == LatencyHistograms::Host);
     let mut orgs = Vec::with_capacity(config.orgs.len());
     for org in &config.orgs {
-        orgs.push(shared.build(org, metrics).await?);
+        orgs.push(shared.build(org.clone(), metrics).await?);
     }
     Ok(orgs)
 }
@@ -186,6 +187,15 @@ fn restart_plan(org: &Org) -> Plan {
         jitter: config.jitter,
         first_run: now,
         phase: now,
+    }
+}
+
+/// An org's name for its schedule's log lines, without a copy of the name per org.
+struct OrgName(Arc<Org>);
+
+impl std::fmt::Display for OrgName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
     }
 }
 
@@ -218,7 +228,7 @@ type FollowedList = Arc<RwLock<Arc<Vec<Followed>>>>;
 
 struct Running {
     org: Arc<Org>,
-    stop: watch::Sender<bool>,
+    stop: StopSignal,
     task: JoinHandle<()>,
 }
 
@@ -302,18 +312,30 @@ impl Agent {
     /// token); changed orgs restart their schedule; removed orgs stop and lose their series;
     /// new and changed orgs start now (a large batch ramps up: `spread_plans`). Waits for the runs
     /// in progress of stopped orgs to finish.
-    pub async fn apply(&mut self, config: &Config) -> Result<Changes, BuildError> {
+    ///
+    /// Takes the config by value: each org's settings move into its [`Org`] rather than being
+    /// copied, so a start does not hold two copies of every org's settings at once.
+    pub async fn apply(&mut self, config: Config) -> Result<Changes, BuildError> {
         let mut changes = Changes::default();
-        let wanted: BTreeMap<&str, &OrgConfig> =
-            config.orgs.iter().map(|o| (o.name.as_str(), o)).collect();
+        let per_host = config.latency_histograms == LatencyHistograms::Host;
+        let mut orgs = config.orgs;
+        // By name, as they start (names are unique: the config was validated).
+        orgs.sort_unstable_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        let wanted: HashSet<String> = orgs.iter().map(|o| o.name.to_string()).collect();
 
         // Build everything first, so a failure leaves the running set as it was.
         let mut starting = Vec::new();
         let mut kept = Vec::new();
-        for (name, org_config) in &wanted {
-            match self.running.get(*name) {
-                Some(running) if running.org.config.same_except_secret_and_labels(org_config) => {
-                    kept.push(*name);
+        for org_config in orgs {
+            let name = org_config.name.as_str();
+            match self.running.get(name) {
+                Some(running)
+                    if running
+                        .org
+                        .config
+                        .same_except_secret_and_labels(&org_config) =>
+                {
+                    kept.push(org_config);
                 }
                 existing => {
                     match existing {
@@ -326,20 +348,17 @@ impl Agent {
         }
 
         // Built: the reload goes ahead, with its histogram keying (which re-keys every org).
-        let per_host = config.latency_histograms == LatencyHistograms::Host;
         self.metrics.set_latency_per_host(per_host);
 
         // Kept orgs: a new secret replaces the credential's token (unless the file watcher
         // installed it already), new labels replace `obf_org_info`; the task keeps running.
-        for name in &kept {
-            if let Some(config) = wanted.get(name) {
-                self.shared.credential(config);
-            }
+        for config in &kept {
+            self.shared.credential(config);
         }
         let rotated = std::mem::take(&mut self.shared.changed);
-        for name in kept {
-            let (Some(running), Some(config)) = (self.running.get_mut(name), wanted.get(name))
-            else {
+        for config in kept {
+            let name = config.name.as_str();
+            let Some(running) = self.running.get_mut(name) else {
                 continue;
             };
             let org = &running.org;
@@ -347,7 +366,7 @@ impl Agent {
             if relabelled {
                 // The same series record and credential, with the new `obf_org_info` labels.
                 self.metrics.add_org(
-                    info_labels(config),
+                    info_labels(&config),
                     planned_interval(&org.config.schedule),
                     org.tokens.credential(),
                 );
@@ -363,19 +382,19 @@ impl Agent {
             // The task keeps probing with the org it has (labels and the config's copy of the
             // secret play no part in a probe); the published org, which the status page and
             // the next reload read, has the new config.
-            running.org = Arc::new(org.reconfigured((*config).clone()));
+            running.org = Arc::new(org.reconfigured(config));
         }
 
         let stopping: Vec<String> = self
             .running
             .keys()
-            .filter(|name| !wanted.contains_key(name.as_str()) || changes.changed.contains(name))
+            .filter(|name| !wanted.contains(name.as_str()) || changes.changed.contains(name))
             .cloned()
             .collect();
         let mut stopped = Vec::new();
         for name in &stopping {
             if let Some(running) = self.running.remove(name) {
-                let _ = running.stop.send(true);
+                running.stop.stop();
                 stopped.push(running);
             }
         }
@@ -383,7 +402,7 @@ impl Agent {
             let _ = running.task.await;
         }
         for name in stopping {
-            if !wanted.contains_key(name.as_str()) {
+            if !wanted.contains(name.as_str()) {
                 self.metrics.remove_org(&name);
                 self.recovering.forget(&name);
                 changes.removed.push(name);
@@ -407,7 +426,8 @@ impl Agent {
     /// Starts `org` on `plan`, under supervision: should its task panic, it is restarted on a
     /// fresh plan (first run at once). Unchanged orgs are never respawned, so they keep their phase.
     fn spawn(&self, org: Arc<Org>, plan: Plan) -> Running {
-        let (stop, shutdown) = watch::channel(false);
+        let stop = StopSignal::new();
+        let shutdown = stop.clone();
         let supervision = Supervision {
             name: org.name().to_string(),
             shutdown: shutdown.clone(),
@@ -420,16 +440,15 @@ impl Agent {
         let mut first_plan = Some(plan);
         let task = tokio::spawn(supervise(supervision, move |_restarted| {
             let plan = first_plan.take().unwrap_or_else(|| restart_plan(&task_org));
-            let (org, lateness, shutdown, slots, recovering) = (
-                task_org.clone(),
+            let (org, recovering) = (task_org.clone(), recovering.clone());
+            let name = OrgName(task_org.clone());
+            run_schedule(
+                plan,
+                name,
                 lateness.clone(),
                 shutdown.clone(),
                 slots.clone(),
-                recovering.clone(),
-            );
-            async move {
-                let name = org.name().to_string();
-                run_schedule(plan, &name, lateness, shutdown, slots, || {
+                move || {
                     let (org, recovering) = (org.clone(), recovering.clone());
                     async move {
                         // Boxed: the probe's state (HTTP futures, several KB) then exists only
@@ -437,9 +456,8 @@ impl Agent {
                         Box::pin(org.probe()).await;
                         recovering.completed_run(org.name());
                     }
-                })
-                .await;
-            }
+                },
+            )
         }));
         Running { org, stop, task }
     }
@@ -462,7 +480,7 @@ impl Agent {
     pub async fn stop(self) {
         self.secret_files.0.abort();
         for running in self.running.values() {
-            let _ = running.stop.send(true);
+            running.stop.stop();
         }
         for (name, running) in self.running {
             if let Err(error) = running.task.await {

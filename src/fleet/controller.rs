@@ -183,7 +183,7 @@ impl Controller {
         source: ConfigSource,
         shard: Option<Shard>,
         metrics: Arc<Metrics>,
-        config: &Config,
+        config: Config,
         web: impl FollowsConfig + 'static,
     ) -> Result<Arc<Self>, ReloadError> {
         let mut agent = Agent::new(metrics.clone());
@@ -237,7 +237,7 @@ impl Controller {
                 }
                 // TLS files first: if they are broken, nothing of the new config is applied.
                 match self.web.apply(&config) {
-                    Ok(()) => agent.apply(&config).await.map_err(ReloadError::Build),
+                    Ok(()) => agent.apply(config).await.map_err(ReloadError::Build),
                     Err(error) => Err(error),
                 }
             }

@@ -12,4 +12,5 @@ pub mod probe;
 pub mod report;
 pub mod schedule;
 pub mod secret_watch;
+pub mod stop;
 pub mod supervisor;

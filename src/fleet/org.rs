@@ -205,6 +205,11 @@ impl Org {
         state.health = Some(health);
         state.credentials_valid = report.credentials_valid;
         if let Some(previous) = state.last.replace(report.clone()) {
+            if state.history.capacity() == 0 {
+                // Its final size at once: growing by doubling would end at 32 places, not 19
+                // (0.3 KB more per org, 3 MB at 10,000 orgs).
+                state.history.reserve_exact(HISTORY_LEN - 1);
+            }
             if state.history.len() == HISTORY_LEN - 1 {
                 state.history.pop_front();
             }

@@ -40,7 +40,7 @@ impl ProtectedAgent {
         let config = controller::load(&source, None).expect("valid config");
         let web = WebGuards::from_config(&config).expect("web config");
         let metrics = Arc::new(Metrics::new());
-        let controller = Controller::start(source, None, metrics, &config, web.clone())
+        let controller = Controller::start(source, None, metrics, config, web.clone())
             .await
             .expect("agent starts");
         let state = ServerState {

@@ -6,16 +6,18 @@
 //! ([`spread_plans`]). It knows nothing about tokens or HTTP: it calls the run it is given.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use std::sync::Arc;
 
 use prometheus::Histogram;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::{CronSchedule, Schedule};
+use crate::fleet::stop::StopSignal;
 use crate::{clock, random};
 
 /// Orgs started at once, and the size of the groups a large fleet on one interval is split into.
@@ -126,68 +128,76 @@ fn next_cron(cron: &CronSchedule, now_wall: SystemTime, now: Instant) -> Option<
     Some(clock::after(now, wait))
 }
 
-/// Runs `run` on `plan` until `shutdown` turns true. A run in progress is finished first. Each run
+/// Runs `run` on `plan` until `shutdown` is raised. A run in progress is finished first. Each run
 /// first takes one of the shared `slots` (which bound the probes in flight across all orgs);
 /// lateness is measured when the run really starts, after its slot, so a saturated exporter shows.
-pub async fn run_schedule<F, Fut>(
+///
+/// `name` names the org in logs. A plain function returning the future, not an `async fn`: an
+/// `async fn` keeps its arguments twice (as passed and as moved into its body), and this future
+/// lives in every org's task.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn run_schedule<F, Fut>(
     plan: Plan,
-    name: &str,
+    name: impl fmt::Display,
     lateness: Histogram,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: StopSignal,
     slots: Arc<Semaphore>,
     mut run: F,
-) where
+) -> impl Future<Output = ()>
+where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut previous: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let planned = match &plan.schedule {
-            Schedule::Interval(interval) => {
-                let (planned, skipped) = plan.next_interval(*interval, previous, now);
-                if skipped > 0 {
-                    tracing::debug!(org = name, skipped, "run still going when due; skipped");
+    async move {
+        let mut previous: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let planned = match &plan.schedule {
+                Schedule::Interval(interval) => {
+                    let (planned, skipped) = plan.next_interval(*interval, previous, now);
+                    if skipped > 0 {
+                        tracing::debug!(org = %name, skipped, "run still going when due; skipped");
+                    }
+                    planned
                 }
-                planned
-            }
-            Schedule::Cron(cron) => {
-                let now_wall = SystemTime::now();
-                if let Some(previous) = previous {
-                    // The run took past at least one occurrence: those are skipped.
-                    let missed = previous_cron_occurrence_missed(cron, previous, now, now_wall);
-                    if missed {
-                        tracing::debug!(org = name, "run still going when due; skipped");
+                Schedule::Cron(cron) => {
+                    let now_wall = SystemTime::now();
+                    if let Some(previous) = previous {
+                        // The run took past at least one occurrence: those are skipped.
+                        let missed = previous_cron_occurrence_missed(cron, previous, now, now_wall);
+                        if missed {
+                            tracing::debug!(org = %name, "run still going when due; skipped");
+                        }
+                    }
+                    match next_cron(cron, now_wall, now) {
+                        Some(at) => at,
+                        None => {
+                            tracing::warn!(org = %name, expression = %cron.expression, "cron expression has no future occurrence; not scheduling");
+                            shutdown.stopped().await;
+                            return;
+                        }
                     }
                 }
-                match next_cron(cron, now_wall, now) {
-                    Some(at) => at,
-                    None => {
-                        tracing::warn!(org = name, expression = %cron.expression, "cron expression has no future occurrence; not scheduling");
-                        let _ = shutdown.wait_for(|stop| *stop).await;
-                        return;
-                    }
-                }
+            };
+            let start_at = clock::after(planned, random::up_to(plan.jitter));
+            tokio::select! {
+                biased;
+                _ = shutdown.stopped() => return,
+                _ = tokio::time::sleep_until(start_at) => {}
             }
-        };
-        let start_at = clock::after(planned, random::up_to(plan.jitter));
-        tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep_until(start_at) => {}
-        }
-        // Waiting for a slot gives way to shutdown: a queued run is dropped, not started.
-        let slot = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            slot = slots.acquire() => slot,
-        };
-        lateness.observe(start_at.elapsed().as_secs_f64());
-        previous = Some(planned);
-        run().await;
-        drop(slot);
-        if *shutdown.borrow() {
-            return;
+            // Waiting for a slot gives way to shutdown: a queued run is dropped, not started.
+            let slot = tokio::select! {
+                biased;
+                _ = shutdown.stopped() => return,
+                slot = slots.acquire() => slot,
+            };
+            lateness.observe(start_at.elapsed().as_secs_f64());
+            previous = Some(planned);
+            run().await;
+            drop(slot);
+            if shutdown.is_stopped() {
+                return;
+            }
         }
     }
 }

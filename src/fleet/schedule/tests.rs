@@ -22,7 +22,8 @@ fn plan(interval: Duration, jitter: Duration) -> Plan {
 #[tokio::test(start_paused = true)]
 async fn interval_runs_start_at_once_then_every_interval() {
     let starts = Arc::new(Mutex::new(Vec::new()));
-    let (stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::new();
+    let shutdown = stop.clone();
     let begin = Instant::now();
     let recorded = starts.clone();
     let histogram = lateness();
@@ -38,7 +39,7 @@ async fn interval_runs_start_at_once_then_every_interval() {
         },
     ));
     tokio::time::sleep(Duration::from_secs(35)).await;
-    stop.send(true).unwrap();
+    stop.stop();
     task.await.unwrap();
     let starts = starts.lock().unwrap().clone();
     let secs: Vec<u64> = starts.iter().map(|d| d.as_secs()).collect();
@@ -51,7 +52,8 @@ async fn interval_runs_start_at_once_then_every_interval() {
 async fn a_slow_run_skips_the_ticks_it_overlaps_instead_of_bursting() {
     let starts = Arc::new(Mutex::new(Vec::new()));
     let running = Arc::new(AtomicU32::new(0));
-    let (stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::new();
+    let shutdown = stop.clone();
     let begin = Instant::now();
     let (recorded, concurrent) = (starts.clone(), running.clone());
     let task = tokio::spawn(run_schedule(
@@ -78,7 +80,7 @@ async fn a_slow_run_skips_the_ticks_it_overlaps_instead_of_bursting() {
         },
     ));
     tokio::time::sleep(Duration::from_millis(9500)).await;
-    stop.send(true).unwrap();
+    stop.stop();
     task.await.unwrap();
     // Runs last 2.5 s: the ticks at 1 and 2 s are skipped, the next starts at 3 s, and so on.
     assert_eq!(*starts.lock().unwrap(), vec![0, 3000, 6000, 9000]);
@@ -87,7 +89,8 @@ async fn a_slow_run_skips_the_ticks_it_overlaps_instead_of_bursting() {
 #[tokio::test(start_paused = true)]
 async fn jitter_delays_each_start_within_its_bound_and_is_not_lateness() {
     let starts = Arc::new(Mutex::new(Vec::new()));
-    let (stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::new();
+    let shutdown = stop.clone();
     let begin = Instant::now();
     let recorded = starts.clone();
     let histogram = lateness();
@@ -103,7 +106,7 @@ async fn jitter_delays_each_start_within_its_bound_and_is_not_lateness() {
         },
     ));
     tokio::time::sleep(Duration::from_secs(100)).await;
-    stop.send(true).unwrap();
+    stop.stop();
     task.await.unwrap();
     let starts = starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 10);
@@ -118,7 +121,8 @@ async fn jitter_delays_each_start_within_its_bound_and_is_not_lateness() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_the_run_in_progress_finish() {
     let finished = Arc::new(AtomicU32::new(0));
-    let (stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::new();
+    let shutdown = stop.clone();
     let done = finished.clone();
     let task = tokio::spawn(run_schedule(
         plan(Duration::from_secs(60), Duration::ZERO),
@@ -135,7 +139,7 @@ async fn shutdown_lets_the_run_in_progress_finish() {
         },
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.send(true).unwrap();
+    stop.stop();
     task.await.unwrap();
     assert_eq!(finished.load(Ordering::SeqCst), 1);
 }
@@ -224,7 +228,8 @@ async fn spread_orgs_run_on_their_phase_and_are_never_late() {
     let orgs = vec![(Schedule::Interval(Duration::from_secs(10)), Duration::ZERO); 2 * START_GROUP];
     let plans = spread_plans(begin, &orgs);
     let starts = Arc::new(Mutex::new(Vec::new()));
-    let (stop, shutdown) = watch::channel(false);
+    let stop = StopSignal::new();
+    let shutdown = stop.clone();
     let histogram = lateness();
     let slots = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::new();
@@ -248,7 +253,7 @@ async fn spread_orgs_run_on_their_phase_and_are_never_late() {
         )));
     }
     tokio::time::sleep(Duration::from_millis(25_500)).await;
-    stop.send(true).unwrap();
+    stop.stop();
     for task in tasks {
         task.await.unwrap();
     }
