@@ -82,7 +82,7 @@ pub struct Supervision {
 pub fn supervise<F, Fut>(s: Supervision, mut start: F) -> impl Future<Output = ()>
 where
     F: FnMut(u32) -> Fut,
-    Fut: Future<Output = ()> + Send,
+    Fut: Future<Output = ()>,
 {
     async move {
         let mut backoff = RESTART_FIRST;
